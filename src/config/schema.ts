@@ -1,0 +1,205 @@
+// One strict schema for the whole configuration. Unknown keys are errors; every default is on the
+// safe side (loopback bind, no origins allowed, authentication required, every limit set).
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+const ms = (def: number) => z.number().int().min(1).max(2_147_483_647).default(def);
+const count = (def: number) => z.number().int().min(1).max(1_000_000_000).default(def);
+
+/** A CIDR such as 10.0.0.0/8 or ::1/128, or a bare address. */
+const cidr = z.string().refine((value) => {
+  const [addr, bits, extra] = value.split('/');
+  if (extra !== undefined || addr === undefined) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR, e.g. 10.0.0.0/8');
+
+/** An RFC 6455 subprotocol token (RFC 7230 tchar). */
+const token = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be an HTTP token');
+
+export const ListenSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8443),
+});
+
+export const TlsSchema = z.strictObject({
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  clientAuth: z.enum(['off', 'optional', 'required']).default('off'),
+  clientCa: z.string().min(1).optional(),
+  crl: z.string().min(1).optional(),
+  dev: z.boolean().default(false),
+  devDir: z.string().min(1).default('.portcullis'),
+  hstsMaxAgeSeconds: z.number().int().min(31_536_000).default(31_536_000),
+});
+
+export const PerIpSchema = z.strictObject({
+  maxConnections: count(100),
+  handshakesPerSecond: z.number().positive().default(20),
+  handshakeBurst: count(40),
+});
+
+export const ServerLimitsSchema = z.strictObject({
+  maxConnections: count(10_000),
+  perIp: PerIpSchema.prefault({}),
+  handshakeTimeoutMs: ms(10_000),
+  maxPendingHandshakes: count(1_000),
+  maxHeaderBytes: z.number().int().min(1024).max(65_536).default(16_384),
+  maxHeaderCount: z.number().int().min(16).max(2_000).default(100),
+  maxUrlBytes: z.number().int().min(64).max(65_536).default(4_096),
+  drainTimeoutMs: ms(10_000),
+  closeTimeoutMs: ms(5_000),
+});
+
+export const RouteLimitsSchema = z.strictObject({
+  maxMessageBytes: z.number().int().min(1).max(256 * 1024 * 1024).default(65_536),
+  maxFragments: count(1_000),
+  maxBufferedChunks: count(10_000),
+  messagesPerSecond: z.number().positive().default(100),
+  messageBurst: count(200),
+  bytesPerSecond: z.number().positive().default(1_048_576),
+  bytesBurst: count(2_097_152),
+  onRateExceeded: z.enum(['throttle', 'drop', 'close']).default('throttle'),
+  controlFramesPerSecond: z.number().positive().default(10),
+  controlFrameBurst: count(20),
+  idleTimeoutMs: ms(60_000),
+  pingIntervalMs: ms(25_000),
+  pongTimeoutMs: ms(10_000),
+  maxSendQueueBytes: count(1_048_576),
+  maxConnectionsPerIdentity: count(10),
+  maxLifetimeMs: ms(86_400_000),
+});
+
+const ClaimValue = z.union([z.string(), z.number(), z.boolean()]);
+export const RequireSchema = z.strictObject({
+  claims: z.record(z.string(), z.union([ClaimValue, z.strictObject({ oneOf: z.array(ClaimValue).min(1) })])),
+});
+
+export const EchoTargetSchema = z.strictObject({});
+export const UpstreamTargetSchema = z.strictObject({ url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL') });
+export const BrokerTargetSchema = z.strictObject({});
+
+export const RouteSchema = z
+  .strictObject({
+    path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/, 'must be an absolute path such as /chat')
+      .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must be in canonical form'),
+    origins: z.array(z.string().min(1)).default([]),
+    allowMissingOrigin: z.boolean().default(false),
+    auth: z.union([z.literal('none'), z.array(z.string().min(1)).min(1)]),
+    require: RequireSchema.optional(),
+    subprotocols: z.array(token).default([]),
+    perMessageDeflate: z.boolean().default(false),
+    limits: RouteLimitsSchema.prefault({}),
+    schema: z.string().min(1).optional(),
+    echo: EchoTargetSchema.optional(),
+    upstream: UpstreamTargetSchema.optional(),
+    broker: BrokerTargetSchema.optional(),
+  })
+  .superRefine((route, ctx) => {
+    const targets = ['echo', 'upstream', 'broker'].filter((t) => route[t as 'echo'] !== undefined);
+    if (targets.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'exactly one of echo, upstream or broker is required', path: [] });
+    }
+  });
+
+export const AuthenticatorSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('jwt'),
+    jwksUrl: z.string().url().optional(),
+    keyFile: z.string().min(1).optional(),
+    issuer: z.string().min(1),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    algorithms: z.array(z.string().regex(/^(ES|RS|PS)(256|384|512)$|^EdDSA$|^Ed25519$/)).min(1),
+  }),
+  z.strictObject({
+    type: z.literal('mtls'),
+    identityFrom: z.enum(['cn', 'san-dns', 'san-uri', 'san-email']).default('cn'),
+    allow: z.array(z.string().min(1)).min(1),
+  }),
+]);
+
+export const AdminSchema = z.strictObject({
+  listen: ListenSchema.prefault({ port: 9090 }),
+  tokenFile: z.string().min(1),
+});
+
+export const EngineSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('memory') }),
+  z.strictObject({ type: z.literal('redis'), url: z.string().regex(/^rediss?:\/\//) }),
+]);
+
+export const LogSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export const ConfigSchema = z
+  .strictObject({
+    listen: ListenSchema.prefault({}),
+    tls: z.union([z.literal(false), TlsSchema]).prefault({}),
+    hosts: z.array(z.string().min(1)).default([]),
+    trustedProxies: z.array(cidr).default([]),
+    limits: ServerLimitsSchema.prefault({}),
+    authenticators: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), AuthenticatorSchema).default({}),
+    routes: z.array(RouteSchema).min(1),
+    admin: AdminSchema.optional(),
+    engine: EngineSchema.prefault({ type: 'memory' }),
+    log: LogSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    if (config.tls === false && !isLoopback(config.listen.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls'],
+        message: 'tls: false is allowed only when listen.host is a loopback address',
+      });
+    }
+    if (config.tls !== false && !config.tls.dev && (!config.tls.cert || !config.tls.key)) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key are required unless tls.dev is true' });
+    }
+    if (config.tls !== false && config.tls.clientAuth !== 'off' && !config.tls.clientCa) {
+      ctx.addIssue({ code: 'custom', path: ['tls', 'clientCa'], message: 'required when clientAuth is not off' });
+    }
+    const seen = new Set<string>();
+    config.routes.forEach((route, i) => {
+      if (seen.has(route.path)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `duplicate route path ${route.path}` });
+      }
+      seen.add(route.path);
+      if (route.auth !== 'none') {
+        route.auth.forEach((name, j) => {
+          if (!Object.hasOwn(config.authenticators, name)) {
+            ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', j], message: `unknown authenticator "${name}"` });
+          }
+        });
+      }
+      if (route.limits.messageBurst < 1 || route.limits.bytesBurst < route.limits.maxMessageBytes) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'limits', 'bytesBurst'],
+          message: 'must be at least maxMessageBytes, or a maximal message could never pass',
+        });
+      }
+    });
+  });
+
+/** True for the loopback names and addresses a plaintext listener may bind to. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1' || host === '[::1]') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+/** The validated, defaulted configuration. */
+export type Config = z.output<typeof ConfigSchema>;
+/** The configuration as a user writes it (defaults optional). */
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type RouteConfig = z.output<typeof RouteSchema>;
+export type RouteLimits = z.output<typeof RouteLimitsSchema>;
+export type ServerLimits = z.output<typeof ServerLimitsSchema>;
+export type TlsConfig = z.output<typeof TlsSchema>;
+export type AuthenticatorConfig = z.output<typeof AuthenticatorSchema>;
