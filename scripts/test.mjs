@@ -20,6 +20,11 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
+// The CLI tests run the built binary exactly as the README does, so build first.
+const build = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
+  stdio: 'inherit',
+});
+if (build.status !== 0) process.exit(build.status ?? 1);
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 const result = spawnSync(
   process.execPath,

@@ -30,6 +30,7 @@ export const ERRORS = {
   HEADERS_TOO_LARGE: { status: 431, close: 1002, retry: 'never', message: 'Request headers are too large' },
   REQUEST_TIMEOUT: { status: 408, close: 1002, retry: 'backoff', message: 'The request was not received in time' },
   HOST_NOT_ALLOWED: { status: 421, close: 1008, retry: 'never', message: 'This host is not served here' },
+  SNI_MISMATCH: { status: 421, close: 1008, retry: 'never', message: 'Host does not match the TLS server name' },
   ROUTE_NOT_FOUND: { status: 404, close: 1008, retry: 'never', message: 'No route for this path' },
   BAD_SUBPROTOCOL: { status: 400, close: 1002, retry: 'never', message: 'Malformed Sec-WebSocket-Protocol' },
   SUBPROTOCOL_NOT_SUPPORTED: {
@@ -47,6 +48,12 @@ export const ERRORS = {
   // Admission control
   TOO_MANY_CONNECTIONS: { status: 503, close: 1013, retry: 'backoff', message: 'The server is at capacity' },
   IP_CONNECTION_LIMIT: { status: 429, close: 4429, retry: 'backoff', message: 'Too many connections from this address' },
+  IDENTITY_CONNECTION_LIMIT: {
+    status: 429,
+    close: 4429,
+    retry: 'backoff',
+    message: 'Too many connections for this identity',
+  },
   HANDSHAKE_RATE_LIMITED: { status: 429, close: 4429, retry: 'backoff', message: 'Too many handshakes; slow down' },
   SERVER_BUSY: { status: 503, close: 1013, retry: 'backoff', message: 'Too many handshakes in progress' },
   SHUTTING_DOWN: { status: 503, close: 1001, retry: 'backoff', message: 'The server is shutting down' },

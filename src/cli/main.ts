@@ -1,0 +1,32 @@
+// The `portcullis` command: parse the first words, call a module, return an exit code.
+import { configCommand } from './config.js';
+import { type Io, processIo } from './io.js';
+import { serveCommand } from './serve.js';
+
+const USAGE = `usage: portcullis <command>
+  serve [--config FILE]     run the gateway (default portcullis.yaml; - reads stdin)
+  config check FILE         validate a config file; exit 0 when valid, 1 otherwise
+  config defaults           print the full config with every default, commented
+  help                      this text`;
+
+/** Runs the CLI with argv (without node and the script); resolves with the exit code. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serveCommand(rest, io);
+    case 'config':
+      return configCommand(rest, io);
+    case 'help':
+    case '--help':
+    case '-h':
+      io.out(USAGE);
+      return 0;
+    case undefined:
+      io.err(USAGE);
+      return 2;
+    default:
+      io.err(`unknown command: ${command}\n${USAGE}`);
+      return 2;
+  }
+}

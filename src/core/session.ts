@@ -1,0 +1,113 @@
+// Per-connection decisions after the 101: message admission against the rate buckets, and the
+// deadlines (idle, ping/pong, lifetime, close handshake). The adapter feeds events and the clock in
+// and carries out the actions that come back.
+import type { RouteLimits } from '../config/schema.js';
+import type { ErrorCode } from '../protocol.js';
+import { type Bucket, fullBucket, type RateRule, take } from './rate.js';
+
+/** The per-connection rate rules, derived once per route. */
+export interface SessionRules {
+  readonly messages: RateRule;
+  readonly bytes: RateRule;
+  readonly control: RateRule;
+  readonly limits: RouteLimits;
+}
+
+/** The mutable state the decisions read and update; small and allocation-free per message. */
+export interface SessionState {
+  readonly openedAt: number;
+  lastActivityAt: number;
+  lastPingAt: number;
+  /** When the last unanswered ping was sent, or -1. */
+  awaitingPongSince: number;
+  /** When the close handshake started, or -1. */
+  closingSince: number;
+  readonly messages: Bucket;
+  readonly bytes: Bucket;
+  readonly control: Bucket;
+}
+
+/** What to do with one received data message. */
+export type Admission =
+  | { type: 'deliver' }
+  | { type: 'wait'; ms: number }
+  | { type: 'drop' }
+  | { type: 'close'; code: ErrorCode };
+
+/** What to do when the deadline clock ticks. */
+export type TickAction = { type: 'none' } | { type: 'ping' } | { type: 'close'; code: ErrorCode } | { type: 'terminate' };
+
+/** Derives the rate rules for a route's limits. */
+export function sessionRules(limits: RouteLimits): SessionRules {
+  return {
+    messages: { perSecond: limits.messagesPerSecond, burst: limits.messageBurst },
+    bytes: { perSecond: limits.bytesPerSecond, burst: limits.bytesBurst },
+    control: { perSecond: limits.controlFramesPerSecond, burst: limits.controlFrameBurst },
+    limits,
+  };
+}
+
+/** A fresh session state at `now`. */
+export function openSession(rules: SessionRules, now: number): SessionState {
+  return {
+    openedAt: now,
+    lastActivityAt: now,
+    lastPingAt: now,
+    awaitingPongSince: -1,
+    closingSince: -1,
+    messages: fullBucket(rules.messages, now),
+    bytes: fullBucket(rules.bytes, now),
+    control: fullBucket(rules.control, now),
+  };
+}
+
+/** Admits a data message of `size` bytes, or says to wait (throttle), drop it or close. */
+export function admitMessage(rules: SessionRules, state: SessionState, size: number, now: number): Admission {
+  state.lastActivityAt = now;
+  const waitMessages = take(rules.messages, state.messages, now, 1);
+  const waitBytes = waitMessages === 0 ? take(rules.bytes, state.bytes, now, size) : waitMessages;
+  if (waitMessages === 0 && waitBytes !== 0) state.messages.tokens += 1; // give back: nothing passed
+  const wait = Math.max(waitMessages, waitBytes);
+  if (wait === 0) return { type: 'deliver' };
+  switch (rules.limits.onRateExceeded) {
+    case 'throttle':
+      return Number.isFinite(wait) ? { type: 'wait', ms: wait } : { type: 'close', code: 'RATE_LIMITED' };
+    case 'drop':
+      return { type: 'drop' };
+    case 'close':
+      return { type: 'close', code: 'RATE_LIMITED' };
+    default:
+      return rules.limits.onRateExceeded satisfies never;
+  }
+}
+
+/** Counts a ping or pong from the client against the control-frame bucket. */
+export function admitControlFrame(rules: SessionRules, state: SessionState, now: number): ErrorCode | undefined {
+  state.lastActivityAt = now;
+  return take(rules.control, state.control, now, 1) === 0 ? undefined : 'CONTROL_FLOOD';
+}
+
+/** Records a pong: the peer is alive. */
+export function onPong(state: SessionState, now: number): void {
+  state.awaitingPongSince = -1;
+  state.lastActivityAt = now;
+}
+
+/** Decides what the deadline clock asks for at `now`. */
+export function tick(rules: SessionRules, state: SessionState, now: number, closeTimeoutMs: number): TickAction {
+  const { limits } = rules;
+  if (state.closingSince >= 0) {
+    return now - state.closingSince >= closeTimeoutMs ? { type: 'terminate' } : { type: 'none' };
+  }
+  if (now - state.openedAt >= limits.maxLifetimeMs) return { type: 'close', code: 'MAX_LIFETIME' };
+  if (state.awaitingPongSince >= 0 && now - state.awaitingPongSince >= limits.pongTimeoutMs) {
+    return { type: 'close', code: 'PONG_TIMEOUT' };
+  }
+  if (now - state.lastActivityAt >= limits.idleTimeoutMs) return { type: 'close', code: 'IDLE_TIMEOUT' };
+  if (state.awaitingPongSince < 0 && now - state.lastPingAt >= limits.pingIntervalMs) {
+    state.lastPingAt = now;
+    state.awaitingPongSince = now;
+    return { type: 'ping' };
+  }
+  return { type: 'none' };
+}

@@ -1,0 +1,256 @@
+// The runtime of one accepted connection: counts, rate admission (throttle/drop/close), control
+// frames, the send-queue cap, deadlines from the shared ticker, and the close audit event.
+// Handlers are shared functions bound through a symbol, not closures per connection.
+import type { RawData, WebSocket } from 'ws';
+import {
+  type Admission,
+  admitControlFrame,
+  admitMessage,
+  onPong,
+  type SessionRules,
+  type SessionState,
+  tick,
+} from '../core/session.js';
+import { ERRORS, type ErrorCode, isSendableCloseCode } from '../protocol.js';
+import type { Ticking } from './ticker.js';
+
+const kSession = Symbol('portcullis.session');
+
+/** What a route's target does with an admitted message. */
+export interface Target {
+  onMessage(session: Session, data: Buffer, isBinary: boolean): void;
+}
+
+/** Who the connection belongs to, for accounting and the audit log. */
+export interface SessionInfo {
+  readonly id: number;
+  readonly route: string;
+  readonly remote: string;
+  readonly identity: string | null;
+  readonly subprotocol: string | undefined;
+}
+
+/** What the session reports back to the gateway. */
+export interface SessionHost {
+  readonly closeTimeoutMs: number;
+  onClosed(session: Session, code: ErrorCode | null, closeCode: number, by: 'client' | 'server'): void;
+  onError(session: Session, err: Error): void;
+}
+
+/** Counters, read by the close event and by metrics. */
+export interface SessionCounters {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
+}
+
+// ws reports framing failures by code; each maps to one of ours (ws has already sent the close).
+const WS_ERRORS: Record<string, ErrorCode> = {
+  WS_ERR_INVALID_UTF8: 'INVALID_PAYLOAD',
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 'MESSAGE_TOO_BIG',
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: 'TOO_MANY_FRAGMENTS',
+};
+
+// Messages held while a throttled connection waits for tokens: bounded, because a paused socket
+// stops delivering new chunks, but ws may still emit what one chunk already held.
+const HOLD_SLACK_BYTES = 256 * 1024;
+
+/** One accepted WebSocket connection. */
+export class Session implements Ticking {
+  readonly counters: SessionCounters = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0 };
+  /** The ErrorCode this side closed with, once it has. */
+  closedWith: ErrorCode | null = null;
+  private held: { data: Buffer; isBinary: boolean }[] | null = null;
+  private heldBytes = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private errorCode: ErrorCode | null = null;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly info: SessionInfo,
+    private readonly rules: SessionRules,
+    readonly state: SessionState,
+    private readonly target: Target,
+    private readonly host: SessionHost,
+  ) {
+    (ws as unknown as Record<symbol, Session>)[kSession] = this;
+    ws.on('message', onWsMessage);
+    ws.on('ping', onWsPing);
+    ws.on('pong', onWsPong);
+    ws.on('error', onWsError);
+    ws.on('close', onWsClose);
+  }
+
+  /** Sends a message, closing a slow consumer instead of buffering without bound. */
+  send(data: Buffer | string, isBinary: boolean): boolean {
+    const ws = this.ws;
+    if (ws.readyState !== 1) return false;
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    if (ws.bufferedAmount + size > this.rules.limits.maxSendQueueBytes) {
+      this.close('SLOW_CONSUMER');
+      return false;
+    }
+    this.counters.messagesOut++;
+    this.counters.bytesOut += size;
+    ws.send(data, { binary: isBinary });
+    return true;
+  }
+
+  /** Starts the close handshake with an ErrorCode; the ticker terminates it if the peer stalls. */
+  close(code: ErrorCode, now = Date.now()): void {
+    if (this.state.closingSince >= 0) return;
+    this.state.closingSince = now;
+    this.closedWith = code;
+    this.clearHold();
+    const closeCode = ERRORS[code].close;
+    try {
+      this.ws.close(isSendableCloseCode(closeCode) ? closeCode : 1011, code);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  onTick(now: number): void {
+    const action = tick(this.rules, this.state, now, this.host.closeTimeoutMs);
+    switch (action.type) {
+      case 'none':
+        return;
+      case 'ping':
+        this.ws.ping();
+        return;
+      case 'close':
+        this.close(action.code, now);
+        return;
+      case 'terminate':
+        this.ws.terminate();
+        return;
+      default:
+        action satisfies never;
+    }
+  }
+
+  /** @internal */
+  receive(data: Buffer, isBinary: boolean): void {
+    if (this.state.closingSince >= 0) return; // nothing after our close is delivered
+    this.counters.messagesIn++;
+    this.counters.bytesIn += data.length;
+    if (this.held) {
+      this.hold(data, isBinary);
+      return;
+    }
+    this.act(admitMessage(this.rules, this.state, data.length, Date.now()), data, isBinary);
+  }
+
+  private act(admission: Admission, data: Buffer, isBinary: boolean): boolean {
+    switch (admission.type) {
+      case 'deliver':
+        this.target.onMessage(this, data, isBinary);
+        return true;
+      case 'drop':
+        this.counters.dropped++;
+        return true;
+      case 'close':
+        this.close(admission.code);
+        return false;
+      case 'wait':
+        // Throttle: stop reading the socket until the bucket refills (TCP pushes back on the client).
+        this.held = [];
+        this.hold(data, isBinary);
+        this.ws.pause();
+        this.holdTimer = setTimeout(releaseHeld, admission.ms, this);
+        return false;
+      default:
+        return admission satisfies never;
+    }
+  }
+
+  private hold(data: Buffer, isBinary: boolean): void {
+    this.held?.push({ data, isBinary });
+    this.heldBytes += data.length;
+    if (this.heldBytes > this.rules.limits.maxMessageBytes + HOLD_SLACK_BYTES) this.close('RATE_LIMITED');
+  }
+
+  /** @internal Re-admits held messages in order once tokens are back. */
+  release(): void {
+    this.holdTimer = undefined;
+    const held = this.held;
+    if (!held) return;
+    this.held = null;
+    this.heldBytes = 0;
+    while (held.length > 0) {
+      const next = held.shift() as { data: Buffer; isBinary: boolean };
+      if (this.state.closingSince >= 0) return;
+      const admission = admitMessage(this.rules, this.state, next.data.length, Date.now());
+      if (admission.type === 'wait') {
+        this.held = [];
+        this.heldBytes = 0;
+        for (const m of [next, ...held]) this.hold(m.data, m.isBinary);
+        this.holdTimer = setTimeout(releaseHeld, admission.ms, this);
+        return;
+      }
+      if (!this.act(admission, next.data, next.isBinary)) return;
+    }
+    this.ws.resume();
+  }
+
+  private clearHold(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    this.held = null;
+    this.heldBytes = 0;
+  }
+
+  /** @internal */
+  control(isPing: boolean): void {
+    const now = Date.now();
+    if (!isPing) onPong(this.state, now);
+    const code = admitControlFrame(this.rules, this.state, now);
+    if (code) this.close(code, now);
+  }
+
+  /** @internal */
+  failed(err: Error): void {
+    const wsCode = (err as NodeJS.ErrnoException).code;
+    this.errorCode = (wsCode && WS_ERRORS[wsCode]) || (wsCode?.startsWith('WS_ERR_') ? 'PROTOCOL_ERROR' : 'INTERNAL');
+    if (this.errorCode === 'INTERNAL') this.host.onError(this, err);
+  }
+
+  /** @internal */
+  closed(closeCode: number): void {
+    this.clearHold();
+    const code = this.closedWith ?? this.errorCode;
+    // When this side closed, report the code it sent; otherwise the peer's (1006 when it vanished).
+    if (code === null) this.host.onClosed(this, null, closeCode, 'client');
+    else this.host.onClosed(this, code, ERRORS[code].close, 'server');
+  }
+}
+
+function sessionOf(ws: WebSocket): Session {
+  return (ws as unknown as Record<symbol, Session>)[kSession] as Session;
+}
+
+function releaseHeld(session: Session): void {
+  session.release();
+}
+
+function onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  sessionOf(this).receive(data as Buffer, isBinary);
+}
+
+function onWsPing(this: WebSocket): void {
+  sessionOf(this).control(true);
+}
+
+function onWsPong(this: WebSocket): void {
+  sessionOf(this).control(false);
+}
+
+function onWsError(this: WebSocket, err: Error): void {
+  sessionOf(this).failed(err);
+}
+
+function onWsClose(this: WebSocket, code: number): void {
+  sessionOf(this).closed(code);
+}
