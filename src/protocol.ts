@@ -61,6 +61,8 @@ export const ERRORS = {
   PROTOCOL_ERROR: { status: 400, close: 1002, retry: 'never', message: 'WebSocket protocol error' },
   INVALID_PAYLOAD: { status: 400, close: 1007, retry: 'never', message: 'Invalid UTF-8 in a text message' },
   UNSUPPORTED_DATA: { status: 400, close: 1003, retry: 'never', message: 'This route does not accept this data type' },
+  BAD_JSON: { status: 400, close: 1007, retry: 'never', message: 'Text message is not valid JSON' },
+  SCHEMA_VIOLATION: { status: 400, close: 1008, retry: 'never', message: 'Message does not match the route schema' },
   MESSAGE_TOO_BIG: { status: 413, close: 1009, retry: 'never', message: 'Message too big' },
   TOO_MANY_FRAGMENTS: { status: 400, close: 1008, retry: 'never', message: 'Too many fragments in one message' },
   RATE_LIMITED: { status: 429, close: 4429, retry: 'backoff', message: 'Message rate limit exceeded' },

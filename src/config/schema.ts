@@ -72,6 +72,7 @@ export const RouteLimitsSchema = z.strictObject({
   maxSendQueueBytes: count(1_048_576),
   maxConnectionsPerIdentity: count(10),
   maxLifetimeMs: ms(86_400_000),
+  maxJsonDepth: z.number().int().min(1).max(256).default(32),
 });
 
 const ClaimValue = z.union([z.string(), z.number(), z.boolean()]);

@@ -23,10 +23,25 @@ import { MemoryEngine } from '../engine/memory.js';
 import type { Engine } from '../engine/types.js';
 import { ensureDevCertificates } from '../pki/dev.js';
 import { ERRORS, type ErrorCode } from '../protocol.js';
-import { type AuditLogger, type CloseEvent, createLogger, type HandshakeEvent, logSafe, type TlsSummary } from './audit.js';
+import {
+  type AuditLogger,
+  type CloseEvent,
+  createLogger,
+  type HandshakeEvent,
+  logSafe,
+  type TlsSummary,
+} from './audit.js';
 import { clientIp, compileTrustedProxies, type TrustedProxies } from './client-ip.js';
 import { type RefusalOptions, sendRefusal, writeRefusal } from './http.js';
-import { clientCertProblem, createListener, secureContextOptions, type TlsFiles, tlsSocketOf, watchFiles } from './listen.js';
+import {
+  clientCertProblem,
+  createListener,
+  secureContextOptions,
+  type TlsFiles,
+  tlsSocketOf,
+  watchFiles,
+} from './listen.js';
+import { compileSchemaFile, schemaTarget } from './schema.js';
 import { Session, type SessionHost, type Target } from './session.js';
 import { resolutionFor, Ticker } from './ticker.js';
 
@@ -162,7 +177,12 @@ class PortcullisGateway implements Gateway, SessionHost {
         key = made.keyPath;
         dev = { caCertPath: made.caCertPath, created: made.created };
       }
-      this.files = { cert: cert as string, key: key as string, clientCa: config.tls.clientCa, crl: config.tls.crl };
+      this.files = {
+        cert: cert as string,
+        key: key as string,
+        clientCa: config.tls.clientCa,
+        crl: config.tls.crl,
+      };
     }
     const server = createListener(config, this.files);
     this.server = server;
@@ -174,7 +194,9 @@ class PortcullisGateway implements Gateway, SessionHost {
         resolve();
       });
     });
-    server.on('error', (err) => this.log.error({ event: 'server_error', err: err.message }, 'listener error'));
+    server.on('error', (err) =>
+      this.log.error({ event: 'server_error', err: err.message }, 'listener error'),
+    );
     if (this.files) {
       const files = this.files;
       const paths = [files.cert, files.key, files.clientCa, files.crl].filter((p): p is string => !!p);
@@ -198,7 +220,9 @@ class PortcullisGateway implements Gateway, SessionHost {
     this.draining = true;
     const deadline = options.drainTimeoutMs ?? this.config.limits.drainTimeoutMs;
     const server = this.server;
-    const stopped = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const stopped = server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
     server?.closeIdleConnections();
     for (const session of this.ticker.members) session.close('SHUTTING_DOWN');
     const started = Date.now();
@@ -224,7 +248,12 @@ class PortcullisGateway implements Gateway, SessionHost {
           this.log.warn({ event: 'reload', key }, `${key} changes need a restart; keeping the running value`);
         }
       }
-      const merged = parseConfig({ ...next, listen: this.config.listen, tls: this.config.tls, engine: this.config.engine });
+      const merged = parseConfig({
+        ...next,
+        listen: this.config.listen,
+        tls: this.config.tls,
+        engine: this.config.engine,
+      });
       const old = this.routes;
       this.compile(merged);
       this.config = merged;
@@ -235,6 +264,8 @@ class PortcullisGateway implements Gateway, SessionHost {
     this.reloadCertificates('reload');
   }
 
+  // Builds everything first and swaps it in at the end, so a config that fails to compile (a bad
+  // schema file, say) leaves the running policy untouched.
   private compile(config: Config): void {
     for (const route of config.routes) {
       if (route.auth !== 'none') {
@@ -245,23 +276,35 @@ class PortcullisGateway implements Gateway, SessionHost {
         throw new Error(`routes ${route.path}: only the echo target is available in this version`);
       }
     }
-    this.policy = compileHandshakePolicy(config);
+    const policy = compileHandshakePolicy(config);
+    const targets = new Map<string, Target>();
+    for (const { path, config: route } of policy.routes.values()) {
+      const { schema, limits } = route;
+      targets.set(path, schema ? schemaTarget(ECHO, compileSchemaFile(schema), limits.maxJsonDepth) : ECHO);
+    }
     const routes = new Map<string, CompiledRoute>();
-    for (const policy of this.policy.routes.values()) {
-      routes.set(policy.path, {
-        policy,
-        rules: sessionRules(policy.config.limits),
-        wss: this.routeServer(policy.config, config),
-        target: ECHO,
+    for (const route of policy.routes.values()) {
+      routes.set(route.path, {
+        policy: route,
+        rules: sessionRules(route.config.limits),
+        wss: this.routeServer(route.config, config),
+        target: targets.get(route.path) as Target,
       });
     }
+    this.policy = policy;
     this.routes = routes;
     this.proxies = compileTrustedProxies(config.trustedProxies);
-    this.handshakeRule = { perSecond: config.limits.perIp.handshakesPerSecond, burst: config.limits.perIp.handshakeBurst };
-    this.hsts = config.tls === false ? undefined : `max-age=${config.tls.hstsMaxAgeSeconds}; includeSubDomains`;
+    this.handshakeRule = {
+      perSecond: config.limits.perIp.handshakesPerSecond,
+      burst: config.limits.perIp.handshakeBurst,
+    };
+    this.hsts =
+      config.tls === false ? undefined : `max-age=${config.tls.hstsMaxAgeSeconds}; includeSubDomains`;
     const shortest = Math.min(
       config.limits.closeTimeoutMs,
-      ...config.routes.map((r) => Math.min(r.limits.idleTimeoutMs, r.limits.pingIntervalMs, r.limits.pongTimeoutMs)),
+      ...config.routes.map((r) =>
+        Math.min(r.limits.idleTimeoutMs, r.limits.pingIntervalMs, r.limits.pongTimeoutMs),
+      ),
     );
     this.ticker.setResolution(resolutionFor(shortest));
   }
@@ -309,14 +352,22 @@ class PortcullisGateway implements Gateway, SessionHost {
       const problem = clientCertProblem(socket, this.config.tls.clientAuth);
       if (problem) {
         this.stats.tlsRejected++;
-        this.log.info({ event: 'tls', outcome: 'rejected', reason: problem, remote: socket.remoteAddress }, 'client certificate refused');
+        this.log.info(
+          { event: 'tls', outcome: 'rejected', reason: problem, remote: socket.remoteAddress },
+          'client certificate refused',
+        );
         socket.destroy();
       }
     });
     // Every TLS failure destroys its socket; a listener that only logs would leak them (T-03).
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
       this.stats.tlsRejected++;
-      this.log.debug({ event: 'tls', outcome: 'rejected', reason: err.code ?? 'TLS_ERROR', remote: socket.remoteAddress });
+      this.log.debug({
+        event: 'tls',
+        outcome: 'rejected',
+        reason: err.code ?? 'TLS_ERROR',
+        remote: socket.remoteAddress,
+      });
       socket.destroy();
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -335,7 +386,9 @@ class PortcullisGateway implements Gateway, SessionHost {
         socket.destroy();
       }
     });
-    server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.refuse(socket, 'METHOD_NOT_ALLOWED'));
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
+      this.refuse(socket, 'METHOD_NOT_ALLOWED'),
+    );
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.onUpgrade(req, socket, head).catch((err: unknown) => {
@@ -379,7 +432,11 @@ class PortcullisGateway implements Gateway, SessionHost {
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const started = performance.now();
     const forwarded = this.proxies.empty ? undefined : req.headers['x-forwarded-for'];
-    const remote = clientIp((socket as Duplex & { remoteAddress?: string }).remoteAddress, typeof forwarded === 'string' ? forwarded : undefined, this.proxies);
+    const remote = clientIp(
+      (socket as Duplex & { remoteAddress?: string }).remoteAddress,
+      typeof forwarded === 'string' ? forwarded : undefined,
+      this.proxies,
+    );
     const tls = this.tlsSummary(socket);
     const reject = (code: ErrorCode, extra: Partial<HandshakeEvent> = {}, retryAfterMs?: number) => {
       this.countRejection(code);
