@@ -45,6 +45,12 @@ export const ERRORS = {
   // Authentication and authorization
   UNAUTHENTICATED: { status: 401, close: 4401, retry: 'never', message: 'Authentication required' },
   FORBIDDEN: { status: 403, close: 4403, retry: 'never', message: 'Forbidden' },
+  MFA_REQUIRED: { status: 403, close: 4403, retry: 'refresh', message: 'Multi-factor authentication is required' },
+  CLAIMS_NOT_SATISFIED: { status: 403, close: 4403, retry: 'never', message: 'Credential lacks a required claim' },
+  AUTH_RATE_LIMITED: { status: 429, close: 4429, retry: 'backoff', message: 'Too many failed authentication attempts' },
+  CREDENTIAL_EXPIRED: { status: 401, close: 4401, retry: 'refresh', message: 'Credential expired; refresh and reconnect' },
+  CREDENTIAL_REVOKED: { status: 401, close: 4401, retry: 'never', message: 'Credential revoked' },
+  AUTH_UNAVAILABLE: { status: 503, close: 1013, retry: 'backoff', message: 'Authentication service unavailable' },
   // Admission control
   TOO_MANY_CONNECTIONS: { status: 503, close: 1013, retry: 'backoff', message: 'The server is at capacity' },
   IP_CONNECTION_LIMIT: { status: 429, close: 4429, retry: 'backoff', message: 'Too many connections from this address' },

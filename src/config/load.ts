@@ -74,15 +74,37 @@ function resolvePaths(config: Config, baseDir: string): Config {
           ...optional('crl', abs(config.tls.crl)),
           devDir: resolve(baseDir, config.tls.devDir),
         };
-  const routes = config.routes.map((route) => ({ ...route, ...optional('schema', abs(route.schema)) }));
+  const routes = config.routes.map((route) => ({
+    ...route,
+    ...optional('schema', abs(route.schema)),
+    ...(route.broker
+      ? {
+          broker: {
+            ...route.broker,
+            channels: route.broker.channels.map((c) => ({ ...c, ...optional('schema', abs(c.schema)) })),
+          },
+        }
+      : {}),
+  }));
+  // Every authenticator key ending in File/Files is a path (keys, CA bundles, htpasswd).
   const authenticators = Object.fromEntries(
     Object.entries(config.authenticators).map(([name, a]) => [
       name,
-      a.type === 'jwt' ? { ...a, ...optional('keyFile', abs(a.keyFile)) } : a,
+      Object.fromEntries(
+        Object.entries(a).map(([k, v]) => [
+          k,
+          k.endsWith('File') && typeof v === 'string'
+            ? abs(v)
+            : k.endsWith('Files') && Array.isArray(v)
+              ? v.map((p: string) => abs(p))
+              : v,
+        ]),
+      ),
     ]),
-  );
+  ) as Config['authenticators'];
   const admin = config.admin ? { admin: { ...config.admin, tokenFile: abs(config.admin.tokenFile) as string } } : {};
-  return { ...config, tls, routes, authenticators, ...admin };
+  const publishApi = config.publishApi ? { publishApi: { keyFile: abs(config.publishApi.keyFile) as string } } : {};
+  return { ...config, tls, routes, authenticators, ...admin, ...publishApi };
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {

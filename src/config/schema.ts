@@ -82,7 +82,27 @@ export const RequireSchema = z.strictObject({
 
 export const EchoTargetSchema = z.strictObject({});
 export const UpstreamTargetSchema = z.strictObject({ url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL') });
-export const BrokerTargetSchema = z.strictObject({});
+/** One channel rule of a broker route; deny by default, so a channel no rule grants is refused. */
+export const ChannelRuleSchema = z.strictObject({
+  pattern: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9_.:@{}*-]+$/, 'letters, digits, _ . : @ - and {template} or * segments only'),
+  subscribe: z.boolean().default(false),
+  publish: z.boolean().default(false),
+  when: RequireSchema.optional(),
+  schema: z.string().min(1).optional(),
+  publishPerSecond: z.number().positive().default(10),
+  publishBurst: count(20),
+});
+
+export const BrokerTargetSchema = z.strictObject({
+  channels: z.array(ChannelRuleSchema).min(1),
+  maxSubscriptions: count(100),
+  maxChannelNameBytes: z.number().int().min(8).max(1024).default(200),
+  maxErrors: count(20),
+});
 
 export const RouteSchema = z
   .strictObject({
@@ -92,6 +112,7 @@ export const RouteSchema = z
       .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must be in canonical form'),
     origins: z.array(z.string().min(1)).default([]),
     allowMissingOrigin: z.boolean().default(false),
+    allowQueryToken: z.boolean().default(false),
     auth: z.union([z.literal('none'), z.array(z.string().min(1)).min(1)]),
     require: RequireSchema.optional(),
     subprotocols: z.array(token).default([]),
@@ -109,20 +130,83 @@ export const RouteSchema = z
     }
   });
 
-export const AuthenticatorSchema = z.discriminatedUnion('type', [
-  z.strictObject({
+const httpsUrl = z.string().regex(/^https:\/\/[^\s]+$/, 'must be an https:// URL');
+const file = z.string().min(1);
+// Asymmetric algorithms only: an HS* allowlist would let a public key be used as an HMAC secret (A-03).
+const jwsAlgorithm = z.enum(['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA']);
+
+export const JwtAuthenticatorSchema = z
+  .strictObject({
     type: z.literal('jwt'),
-    jwksUrl: z.string().url().optional(),
-    keyFile: z.string().min(1).optional(),
+    jwksUrl: httpsUrl.optional(),
+    jwksCaFile: file.optional(),
+    keyFile: file.optional(),
     issuer: z.string().min(1),
     audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    algorithms: z.array(z.string().regex(/^(ES|RS|PS)(256|384|512)$|^EdDSA$|^Ed25519$/)).min(1),
-  }),
-  z.strictObject({
-    type: z.literal('mtls'),
-    identityFrom: z.enum(['cn', 'san-dns', 'san-uri', 'san-email']).default('cn'),
-    allow: z.array(z.string().min(1)).min(1),
-  }),
+    algorithms: z.array(jwsAlgorithm).min(1),
+    clockToleranceSec: z.number().int().min(0).max(60).default(30),
+    maxTokenAgeSec: z.number().int().min(1).optional(),
+    typ: z.string().min(1).optional(),
+    subjectClaim: z.string().min(1).default('sub'),
+    jwksCacheMs: ms(600_000),
+    jwksCooldownMs: ms(30_000),
+    jwksTimeoutMs: ms(5_000),
+  })
+  .refine((a) => (a.jwksUrl === undefined) !== (a.keyFile === undefined), {
+    message: 'exactly one of jwksUrl or keyFile is required',
+  });
+
+export const MtlsAuthenticatorSchema = z.strictObject({
+  type: z.literal('mtls'),
+  identityFrom: z.enum(['cn', 'san-dns', 'san-uri', 'san-email']).default('cn'),
+  allow: z.array(z.string().min(1)).min(1),
+});
+
+export const TicketAuthenticatorSchema = z.strictObject({
+  type: z.literal('ticket'),
+  ttlMs: z.number().int().min(1_000).max(300_000).default(30_000),
+  maxOutstanding: count(100_000),
+});
+
+export const CookieAuthenticatorSchema = z
+  .strictObject({
+    type: z.literal('cookie'),
+    name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/).default('session'),
+    keyFiles: z.array(file).min(1).optional(),
+    introspectUrl: httpsUrl.optional(),
+    introspectCaFile: file.optional(),
+    cacheMs: z.number().int().min(0).max(300_000).default(5_000),
+    timeoutMs: ms(2_000),
+    subjectClaim: z.string().min(1).default('sub'),
+  })
+  .refine((a) => (a.keyFiles === undefined) !== (a.introspectUrl === undefined), {
+    message: 'exactly one of keyFiles or introspectUrl is required',
+  });
+
+export const BasicAuthenticatorSchema = z.strictObject({
+  type: z.literal('basic'),
+  htpasswdFile: file,
+  realm: z.string().regex(/^[\x20-\x21\x23-\x7e]+$/, 'printable ASCII without quotes').default('portcullis'),
+  failuresPerMinute: z.number().positive().default(10),
+  failureBurst: count(10),
+});
+
+export const WebhookAuthenticatorSchema = z.strictObject({
+  type: z.literal('webhook'),
+  url: httpsUrl,
+  caFile: file.optional(),
+  forwardHeaders: z.array(z.string().regex(/^[A-Za-z0-9-]+$/)).default(['authorization', 'cookie']),
+  timeoutMs: ms(2_000),
+  cacheMs: z.number().int().min(0).max(300_000).default(0),
+});
+
+export const AuthenticatorSchema = z.discriminatedUnion('type', [
+  JwtAuthenticatorSchema,
+  MtlsAuthenticatorSchema,
+  TicketAuthenticatorSchema,
+  CookieAuthenticatorSchema,
+  BasicAuthenticatorSchema,
+  WebhookAuthenticatorSchema,
 ]);
 
 export const AdminSchema = z.strictObject({
@@ -149,6 +233,7 @@ export const ConfigSchema = z
     authenticators: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), AuthenticatorSchema).default({}),
     routes: z.array(RouteSchema).min(1),
     admin: AdminSchema.optional(),
+    publishApi: z.strictObject({ keyFile: z.string().min(1) }).optional(),
     engine: EngineSchema.prefault({ type: 'memory' }),
     log: LogSchema.prefault({}),
   })
@@ -203,4 +288,12 @@ export type RouteConfig = z.output<typeof RouteSchema>;
 export type RouteLimits = z.output<typeof RouteLimitsSchema>;
 export type ServerLimits = z.output<typeof ServerLimitsSchema>;
 export type TlsConfig = z.output<typeof TlsSchema>;
+export type BrokerConfig = z.output<typeof BrokerTargetSchema>;
+export type ChannelRuleConfig = z.output<typeof ChannelRuleSchema>;
 export type AuthenticatorConfig = z.output<typeof AuthenticatorSchema>;
+export type JwtAuthenticatorConfig = z.output<typeof JwtAuthenticatorSchema>;
+export type MtlsAuthenticatorConfig = z.output<typeof MtlsAuthenticatorSchema>;
+export type TicketAuthenticatorConfig = z.output<typeof TicketAuthenticatorSchema>;
+export type CookieAuthenticatorConfig = z.output<typeof CookieAuthenticatorSchema>;
+export type BasicAuthenticatorConfig = z.output<typeof BasicAuthenticatorSchema>;
+export type WebhookAuthenticatorConfig = z.output<typeof WebhookAuthenticatorSchema>;

@@ -492,7 +492,7 @@ class PortcullisGateway implements Gateway, SessionHost {
         const now = Date.now();
         const session = new Session(
           ws,
-          { id: this.nextId++, route: route.policy.path, remote, identity, subprotocol: verdict.subprotocol },
+          { id: this.nextId++, route: route.policy.path, remote, identity, subprotocol: verdict.subprotocol, principal: null },
           route.rules,
           openSession(route.rules, now),
           route.target,
@@ -500,6 +500,7 @@ class PortcullisGateway implements Gateway, SessionHost {
         );
         (session as Session & { key?: typeof key }).key = key;
         this.ticker.add(session);
+        route.target.onOpen?.(session);
         this.stats.handshakesAccepted++;
         this.audit({
           event: 'handshake',

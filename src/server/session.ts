@@ -11,14 +11,19 @@ import {
   type SessionState,
   tick,
 } from '../core/session.js';
+import type { Principal } from '../core/principal.js';
 import { ERRORS, type ErrorCode, isSendableCloseCode } from '../protocol.js';
 import type { Ticking } from './ticker.js';
 
 const kSession = Symbol('portcullis.session');
 
-/** What a route's target does with an admitted message. */
+/** What a route's target does with an admitted message (echo, broker, upstream relay). */
 export interface Target {
   onMessage(session: Session, data: Buffer, isBinary: boolean): void;
+  /** Called once the session is accepted and registered. */
+  onOpen?(session: Session): void;
+  /** Called once when the session has closed, for cleanup (subscriptions, upstream leg). */
+  onClose?(session: Session): void;
 }
 
 /** Who the connection belongs to, for accounting and the audit log. */
@@ -28,6 +33,8 @@ export interface SessionInfo {
   readonly remote: string;
   readonly identity: string | null;
   readonly subprotocol: string | undefined;
+  /** The verified principal, or null on an `auth: none` route. */
+  readonly principal: Principal | null;
 }
 
 /** What the session reports back to the gateway. */
@@ -50,6 +57,8 @@ export interface SessionCounters {
 const WS_ERRORS: Record<string, ErrorCode> = {
   WS_ERR_INVALID_UTF8: 'INVALID_PAYLOAD',
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 'MESSAGE_TOO_BIG',
+  // A 64-bit frame length above 2^53 - 1 (F-07): ws closes with 1009 before reading the payload.
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 'MESSAGE_TOO_BIG',
   WS_ERR_TOO_MANY_BUFFERED_PARTS: 'TOO_MANY_FRAGMENTS',
 };
 
@@ -221,6 +230,7 @@ export class Session implements Ticking {
   closed(closeCode: number): void {
     this.clearHold();
     const code = this.closedWith ?? this.errorCode;
+    this.target.onClose?.(this);
     // When this side closed, report the code it sent; otherwise the peer's (1006 when it vanished).
     if (code === null) this.host.onClosed(this, null, closeCode, 'client');
     else this.host.onClosed(this, code, ERRORS[code].close, 'server');
