@@ -2,6 +2,7 @@
 // frames, the send-queue cap, deadlines from the shared ticker, and the close audit event.
 // Handlers are shared functions bound through a symbol, not closures per connection.
 import type { RawData, WebSocket } from 'ws';
+import type { Principal } from '../core/principal.js';
 import {
   type Admission,
   admitControlFrame,
@@ -11,7 +12,6 @@ import {
   type SessionState,
   tick,
 } from '../core/session.js';
-import type { Principal } from '../core/principal.js';
 import { ERRORS, type ErrorCode, isSendableCloseCode } from '../protocol.js';
 import type { Ticking } from './ticker.js';
 
@@ -222,7 +222,14 @@ export class Session implements Ticking {
   /** @internal */
   failed(err: Error): void {
     const wsCode = (err as NodeJS.ErrnoException).code;
-    this.errorCode = (wsCode && WS_ERRORS[wsCode]) || (wsCode?.startsWith('WS_ERR_') ? 'PROTOCOL_ERROR' : 'INTERNAL');
+    // zlib codes (Z_DATA_ERROR, ...) mean a corrupt compressed message: ws has closed with 1007.
+    this.errorCode =
+      (wsCode && WS_ERRORS[wsCode]) ||
+      (wsCode?.startsWith('WS_ERR_')
+        ? 'PROTOCOL_ERROR'
+        : wsCode?.startsWith('Z_')
+          ? 'INVALID_PAYLOAD'
+          : 'INTERNAL');
     if (this.errorCode === 'INTERNAL') this.host.onError(this, err);
   }
 
