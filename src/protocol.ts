@@ -50,6 +50,7 @@ export const ERRORS = {
   AUTH_RATE_LIMITED: { status: 429, close: 4429, retry: 'backoff', message: 'Too many failed authentication attempts' },
   CREDENTIAL_EXPIRED: { status: 401, close: 4401, retry: 'refresh', message: 'Credential expired; refresh and reconnect' },
   CREDENTIAL_REVOKED: { status: 401, close: 4401, retry: 'never', message: 'Credential revoked' },
+  DISCONNECTED: { status: 403, close: 1008, retry: 'backoff', message: 'Disconnected by an operator' },
   AUTH_UNAVAILABLE: { status: 503, close: 1013, retry: 'backoff', message: 'Authentication service unavailable' },
   // Admission control
   TOO_MANY_CONNECTIONS: { status: 503, close: 1013, retry: 'backoff', message: 'The server is at capacity' },

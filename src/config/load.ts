@@ -27,7 +27,12 @@ export function formatPath(path: readonly PropertyKey[]): string {
 }
 
 function issuesOf(error: z.ZodError): string[] {
-  return error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`);
+  return error.issues.flatMap((issue) =>
+    // One line per unknown key, at the key's own path, so the line names exactly what to delete.
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key`)
+      : [`${formatPath(issue.path)}: ${issue.message}`],
+  );
 }
 
 /** Validates a config object (already parsed) and returns it defaulted and frozen. */
@@ -56,7 +61,9 @@ export function loadConfig(source: string | ConfigInput): Config {
   try {
     text = readFileSync(source, 'utf8');
   } catch (err) {
-    throw new ConfigError([`(file): cannot read ${source}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`]);
+    throw new ConfigError([
+      `(file): cannot read ${source}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    ]);
   }
   return parseConfigText(text, dirname(resolve(source)));
 }
@@ -102,8 +109,12 @@ function resolvePaths(config: Config, baseDir: string): Config {
       ),
     ]),
   ) as Config['authenticators'];
-  const admin = config.admin ? { admin: { ...config.admin, tokenFile: abs(config.admin.tokenFile) as string } } : {};
-  const publishApi = config.publishApi ? { publishApi: { keyFile: abs(config.publishApi.keyFile) as string } } : {};
+  const admin = config.admin
+    ? { admin: { ...config.admin, tokenFile: abs(config.admin.tokenFile) as string } }
+    : {};
+  const publishApi = config.publishApi
+    ? { publishApi: { keyFile: abs(config.publishApi.keyFile) as string } }
+    : {};
   return { ...config, tls, routes, authenticators, ...admin, ...publishApi };
 }
 

@@ -2,6 +2,7 @@
 // safe side (loopback bind, no origins allowed, authentication required, every limit set).
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseOriginPattern } from '../core/origin.js';
 
 const ms = (def: number) => z.number().int().min(1).max(2_147_483_647).default(def);
 const count = (def: number) => z.number().int().min(1).max(1_000_000_000).default(def);
@@ -41,6 +42,8 @@ export const PerIpSchema = z.strictObject({
   maxConnections: count(100),
   handshakesPerSecond: z.number().positive().default(20),
   handshakeBurst: count(40),
+  authFailuresPerMinute: z.number().positive().default(10),
+  authFailureBurst: count(20),
 });
 
 export const ServerLimitsSchema = z.strictObject({
@@ -56,7 +59,12 @@ export const ServerLimitsSchema = z.strictObject({
 });
 
 export const RouteLimitsSchema = z.strictObject({
-  maxMessageBytes: z.number().int().min(1).max(256 * 1024 * 1024).default(65_536),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(256 * 1024 * 1024)
+    .default(65_536),
   maxFragments: count(1_000),
   maxBufferedChunks: count(10_000),
   messagesPerSecond: z.number().positive().default(100),
@@ -81,7 +89,9 @@ export const RequireSchema = z.strictObject({
 });
 
 export const EchoTargetSchema = z.strictObject({});
-export const UpstreamTargetSchema = z.strictObject({ url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL') });
+export const UpstreamTargetSchema = z.strictObject({
+  url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL'),
+});
 /** One channel rule of a broker route; deny by default, so a channel no rule grants is refused. */
 export const ChannelRuleSchema = z.strictObject({
   pattern: z
@@ -110,7 +120,14 @@ export const RouteSchema = z
       .string()
       .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/, 'must be an absolute path such as /chat')
       .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must be in canonical form'),
-    origins: z.array(z.string().min(1)).default([]),
+    origins: z
+      .array(
+        z.string().superRefine((entry, ctx) => {
+          const parsed = parseOriginPattern(entry);
+          if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+        }),
+      )
+      .default([]),
     allowMissingOrigin: z.boolean().default(false),
     allowQueryToken: z.boolean().default(false),
     auth: z.union([z.literal('none'), z.array(z.string().min(1)).min(1)]),
@@ -126,14 +143,29 @@ export const RouteSchema = z
   .superRefine((route, ctx) => {
     const targets = ['echo', 'upstream', 'broker'].filter((t) => route[t as 'echo'] !== undefined);
     if (targets.length !== 1) {
-      ctx.addIssue({ code: 'custom', message: 'exactly one of echo, upstream or broker is required', path: [] });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'exactly one of echo, upstream or broker is required',
+        path: [],
+      });
     }
   });
 
 const httpsUrl = z.string().regex(/^https:\/\/[^\s]+$/, 'must be an https:// URL');
 const file = z.string().min(1);
 // Asymmetric algorithms only: an HS* allowlist would let a public key be used as an HMAC secret (A-03).
-const jwsAlgorithm = z.enum(['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA']);
+const jwsAlgorithm = z.enum([
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'EdDSA',
+]);
 
 export const JwtAuthenticatorSchema = z
   .strictObject({
@@ -171,7 +203,10 @@ export const TicketAuthenticatorSchema = z.strictObject({
 export const CookieAuthenticatorSchema = z
   .strictObject({
     type: z.literal('cookie'),
-    name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/).default('session'),
+    name: z
+      .string()
+      .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/)
+      .default('session'),
     keyFiles: z.array(file).min(1).optional(),
     introspectUrl: httpsUrl.optional(),
     introspectCaFile: file.optional(),
@@ -186,7 +221,10 @@ export const CookieAuthenticatorSchema = z
 export const BasicAuthenticatorSchema = z.strictObject({
   type: z.literal('basic'),
   htpasswdFile: file,
-  realm: z.string().regex(/^[\x20-\x21\x23-\x7e]+$/, 'printable ASCII without quotes').default('portcullis'),
+  realm: z
+    .string()
+    .regex(/^[\x20-\x21\x23-\x7e]+$/, 'printable ASCII without quotes')
+    .default('portcullis'),
   failuresPerMinute: z.number().positive().default(10),
   failureBurst: count(10),
 });
@@ -226,8 +264,19 @@ export const LogSchema = z.strictObject({
 export const ConfigSchema = z
   .strictObject({
     listen: ListenSchema.prefault({}),
-    tls: z.union([z.literal(false), TlsSchema]).prefault({}),
-    hosts: z.array(z.string().min(1)).default([]),
+    tls: z
+      .union([z.literal(false), TlsSchema], { error: 'must be false or an object such as { dev: true }' })
+      .prefault({}),
+    hosts: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/,
+            'must be a host name or address, optionally with :port (no scheme, no trailing dot)',
+          ),
+      )
+      .default([]),
     trustedProxies: z.array(cidr).default([]),
     limits: ServerLimitsSchema.prefault({}),
     authenticators: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), AuthenticatorSchema).default({}),
@@ -242,29 +291,59 @@ export const ConfigSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['tls'],
-        message: 'tls: false is allowed only when listen.host is a loopback address',
+        message: 'false is allowed only when listen.host is a loopback address',
       });
     }
     if (config.tls !== false && !config.tls.dev && (!config.tls.cert || !config.tls.key)) {
-      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key are required unless tls.dev is true' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls'],
+        message: 'tls.cert and tls.key are required unless tls.dev is true',
+      });
     }
     if (config.tls !== false && config.tls.clientAuth !== 'off' && !config.tls.clientCa) {
-      ctx.addIssue({ code: 'custom', path: ['tls', 'clientCa'], message: 'required when clientAuth is not off' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls', 'clientCa'],
+        message: 'required when clientAuth is not off',
+      });
     }
     const seen = new Set<string>();
     config.routes.forEach((route, i) => {
       if (seen.has(route.path)) {
-        ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `duplicate route path ${route.path}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'path'],
+          message: `duplicate route path ${route.path}`,
+        });
       }
       seen.add(route.path);
       if (route.auth !== 'none') {
         route.auth.forEach((name, j) => {
           if (!Object.hasOwn(config.authenticators, name)) {
-            ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', j], message: `unknown authenticator "${name}"` });
+            ctx.addIssue({
+              code: 'custom',
+              path: ['routes', i, 'auth', j],
+              message: `unknown authenticator "${name}"`,
+            });
           }
         });
       }
-      if (route.limits.messageBurst < 1 || route.limits.bytesBurst < route.limits.maxMessageBytes) {
+      if (route.auth === 'none' && route.require) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'require'],
+          message: 'requires claims, so auth cannot be none',
+        });
+      }
+      if (route.limits.maxSendQueueBytes < route.limits.maxMessageBytes) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'limits', 'maxSendQueueBytes'],
+          message: 'must be at least maxMessageBytes, or a maximal message could never be sent',
+        });
+      }
+      if (route.limits.bytesBurst < route.limits.maxMessageBytes) {
         ctx.addIssue({
           code: 'custom',
           path: ['routes', i, 'limits', 'bytesBurst'],
@@ -276,7 +355,7 @@ export const ConfigSchema = z
 
 /** True for the loopback names and addresses a plaintext listener may bind to. */
 export function isLoopback(host: string): boolean {
-  if (host === 'localhost' || host === '::1' || host === '[::1]') return true;
+  if (host === 'localhost' || host === '::1') return true;
   return isIP(host) === 4 && host.startsWith('127.');
 }
 

@@ -22,6 +22,8 @@ export interface SessionState {
   awaitingPongSince: number;
   /** When the close handshake started, or -1. */
   closingSince: number;
+  /** When the connection's credential expires (ms), or -1 when it does not; refresh moves it. */
+  expiresAt: number;
   readonly messages: Bucket;
   readonly bytes: Bucket;
   readonly control: Bucket;
@@ -47,9 +49,10 @@ export function sessionRules(limits: RouteLimits): SessionRules {
   };
 }
 
-/** A fresh session state at `now`. */
-export function openSession(rules: SessionRules, now: number): SessionState {
+/** A fresh session state at `now`; `expiresAt` is the credential's expiry (-1 for none). */
+export function openSession(rules: SessionRules, now: number, expiresAt = -1): SessionState {
   return {
+    expiresAt,
     openedAt: now,
     lastActivityAt: now,
     lastPingAt: now,
@@ -81,15 +84,21 @@ export function admitMessage(rules: SessionRules, state: SessionState, size: num
   }
 }
 
-/** Counts a ping or pong from the client against the control-frame bucket. */
+/**
+ * Counts a ping or pong from the client against the control-frame bucket. Control frames prove the
+ * peer is alive but are not activity: idleTimeoutMs closes connections that carry no messages.
+ */
 export function admitControlFrame(rules: SessionRules, state: SessionState, now: number): ErrorCode | undefined {
-  state.lastActivityAt = now;
   return take(rules.control, state.control, now, 1) === 0 ? undefined : 'CONTROL_FLOOD';
 }
 
 /** Records a pong: the peer is alive. */
-export function onPong(state: SessionState, now: number): void {
+export function onPong(state: SessionState): void {
   state.awaitingPongSince = -1;
+}
+
+/** Records a data message sent to the client: activity in the outbound direction. */
+export function onSent(state: SessionState, now: number): void {
   state.lastActivityAt = now;
 }
 
@@ -99,6 +108,8 @@ export function tick(rules: SessionRules, state: SessionState, now: number, clos
   if (state.closingSince >= 0) {
     return now - state.closingSince >= closeTimeoutMs ? { type: 'terminate' } : { type: 'none' };
   }
+  // A credential is never honoured past its expiry: the client must refresh in time (A-07).
+  if (state.expiresAt >= 0 && now >= state.expiresAt) return { type: 'close', code: 'CREDENTIAL_EXPIRED' };
   if (now - state.openedAt >= limits.maxLifetimeMs) return { type: 'close', code: 'MAX_LIFETIME' };
   if (state.awaitingPongSince >= 0 && now - state.awaitingPongSince >= limits.pongTimeoutMs) {
     return { type: 'close', code: 'PONG_TIMEOUT' };

@@ -1,7 +1,7 @@
 // The default engine: state in this process's memory. Every map is bounded by the number of
 // open connections, or swept when its entries are back at their resting state.
-import { type Bucket, fullBucket, isFull, type RateRule, take } from '../core/rate.js';
-import type { Admit, AdmissionLimits, ConnectionKey, Engine } from './types.js';
+import { type Bucket, fullBucket, isFull, type RateRule, take, waitForOne } from '../core/rate.js';
+import type { Admit, AdmissionLimits, ConnectionKey, Engine, StoredTicket } from './types.js';
 
 const RESOLVED: Promise<Admit> = Promise.resolve({ ok: true });
 // A handshake bucket that has refilled is indistinguishable from a new one, so it is dropped.
@@ -15,6 +15,9 @@ export class MemoryEngine implements Engine {
   private readonly perIp = new Map<string, number>();
   private readonly perIdentity = new Map<string, number>();
   private readonly buckets = new Map<string, { rule: RateRule; bucket: Bucket }>();
+  private readonly penalties = new Map<string, { rule: RateRule; bucket: Bucket }>();
+  private readonly tickets = new Map<string, StoredTicket>();
+  private readonly revocations = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor() {
@@ -58,12 +61,62 @@ export class MemoryEngine implements Engine {
     return Promise.resolve();
   }
 
+  checkPenalty(key: string, rule: RateRule, now: number): Promise<Admit> {
+    const entry = this.penalties.get(key);
+    if (!entry) return RESOLVED;
+    // Peek: a probe costs nothing, only recorded penalties drain the bucket.
+    const wait = waitForOne(rule, entry.bucket, now);
+    if (wait === 0) return RESOLVED;
+    return Promise.resolve({ ok: false, code: 'AUTH_RATE_LIMITED', retryAfterMs: wait });
+  }
+
+  addPenalty(key: string, rule: RateRule, now: number): Promise<void> {
+    let entry = this.penalties.get(key);
+    if (!entry) {
+      if (this.penalties.size >= MAX_BUCKETS) this.sweep(now);
+      if (this.penalties.size >= MAX_BUCKETS) return Promise.resolve();
+      entry = { rule, bucket: fullBucket(rule, now) };
+      this.penalties.set(key, entry);
+    }
+    entry.bucket.tokens = Math.max(0, entry.bucket.tokens - 1);
+    return Promise.resolve();
+  }
+
+  putTicket(id: string, ticket: StoredTicket, maxOutstanding: number): Promise<boolean> {
+    if (this.tickets.size >= maxOutstanding) this.sweep(Date.now());
+    if (this.tickets.size >= maxOutstanding) return Promise.resolve(false);
+    this.tickets.set(id, ticket);
+    return Promise.resolve(true);
+  }
+
+  takeTicket(id: string, now: number): Promise<StoredTicket | undefined> {
+    const ticket = this.tickets.get(id);
+    if (ticket === undefined) return Promise.resolve(undefined);
+    this.tickets.delete(id);
+    return Promise.resolve(ticket.expiresAt > now ? ticket : undefined);
+  }
+
+  addRevocation(key: string, until: number): Promise<void> {
+    this.revocations.set(key, Math.max(until, this.revocations.get(key) ?? 0));
+    return Promise.resolve();
+  }
+
+  isRevoked(keys: readonly string[], now: number): Promise<boolean> {
+    for (const key of keys) {
+      const until = this.revocations.get(key);
+      if (until !== undefined && until > now) return Promise.resolve(true);
+    }
+    return Promise.resolve(false);
+  }
+
   counts() {
     return {
       connections: this.total,
       ips: this.perIp.size,
       identities: this.perIdentity.size,
       handshakeBuckets: this.buckets.size,
+      tickets: this.tickets.size,
+      revocations: this.revocations.size,
     };
   }
 
@@ -74,6 +127,9 @@ export class MemoryEngine implements Engine {
 
   private sweep(now: number): void {
     for (const [ip, { rule, bucket }] of this.buckets) if (isFull(rule, bucket, now)) this.buckets.delete(ip);
+    for (const [key, { rule, bucket }] of this.penalties) if (isFull(rule, bucket, now)) this.penalties.delete(key);
+    for (const [id, ticket] of this.tickets) if (ticket.expiresAt <= now) this.tickets.delete(id);
+    for (const [key, until] of this.revocations) if (until <= now) this.revocations.delete(key);
   }
 }
 

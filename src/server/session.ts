@@ -8,6 +8,7 @@ import {
   admitControlFrame,
   admitMessage,
   onPong,
+  onSent,
   type SessionRules,
   type SessionState,
   tick,
@@ -33,8 +34,8 @@ export interface SessionInfo {
   readonly remote: string;
   readonly identity: string | null;
   readonly subprotocol: string | undefined;
-  /** The verified principal, or null on an `auth: none` route. */
-  readonly principal: Principal | null;
+  /** The verified principal, or null on an `auth: none` route; replaced by an in-band refresh. */
+  principal: Principal | null;
 }
 
 /** What the session reports back to the gateway. */
@@ -103,6 +104,7 @@ export class Session implements Ticking {
     }
     this.counters.messagesOut++;
     this.counters.bytesOut += size;
+    onSent(this.state, Date.now());
     ws.send(data, { binary: isBinary });
     return true;
   }
@@ -214,7 +216,7 @@ export class Session implements Ticking {
   /** @internal */
   control(isPing: boolean): void {
     const now = Date.now();
-    if (!isPing) onPong(this.state, now);
+    if (!isPing) onPong(this.state);
     const code = admitControlFrame(this.rules, this.state, now);
     if (code) this.close(code, now);
   }
