@@ -62,7 +62,8 @@ const SINGLE = new Set([
 ]);
 const KEY = /^[+/0-9A-Za-z]{22}==$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/;
+const HOST =
+  /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/;
 const MAX_SUBPROTOCOLS = 64;
 
 /** Compiles the handshake policy from a validated config. */
@@ -115,12 +116,14 @@ export function checkHost(
   const match = HOST.exec(host);
   if (!match) return { ok: false, code: 'BAD_REQUEST' };
   const port = match[1];
+  if (port !== undefined && Number(port) > 65_535) return { ok: false, code: 'BAD_REQUEST' };
   const hostname = port === undefined ? host : host.slice(0, host.length - port.length - 1);
   if (policy.hosts.size > 0 && !policy.hosts.has(host) && !policy.hosts.has(hostname)) {
     return { ok: false, code: 'HOST_NOT_ALLOWED' };
   }
   // A connection set up for one name must not be used to reach another (RFC 9110 section 15.5.20).
-  if (servername !== undefined && servername.toLowerCase() !== hostname) return { ok: false, code: 'SNI_MISMATCH' };
+  if (servername !== undefined && servername.toLowerCase() !== hostname)
+    return { ok: false, code: 'SNI_MISMATCH' };
   return { ok: true, host: hostname };
 }
 
@@ -165,7 +168,13 @@ export function checkHandshake(req: HandshakeRequest, policy: HandshakePolicy): 
   const originHeader = headers.get('origin');
   const origin = checkOrigin(route.origins, originHeader, { allowMissing: route.config.allowMissingOrigin });
   if (!origin.ok) {
-    return { ok: false, code: origin.code, route, path: target.path, ...(originHeader ? { origin: originHeader } : {}) };
+    return {
+      ok: false,
+      code: origin.code,
+      route,
+      path: target.path,
+      ...(originHeader ? { origin: originHeader } : {}),
+    };
   }
   let subprotocol: string | undefined;
   const offered = headers.get('sec-websocket-protocol');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import type { ConfigInput } from '../../src/config/schema.js';
-import { createGateway, type Gateway } from '../../src/server/gateway.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/server/gateway.js';
 import { testPki } from './pki.js';
 
 /** A running test gateway and what it wrote to its log. */
@@ -40,7 +40,10 @@ export async function certFiles(): Promise<{ dir: string; cert: string; key: str
 }
 
 /** Starts a gateway with the given config over the test certificates. */
-export async function startGateway(config: Partial<ConfigInput> = {}): Promise<TestGateway> {
+export async function startGateway(
+  config: Partial<ConfigInput> = {},
+  options: Omit<GatewayOptions, 'logDestination' | 'logger'> = {},
+): Promise<TestGateway> {
   const pki = await testPki();
   const files = await certFiles();
   const lines: string[] = [];
@@ -62,7 +65,7 @@ export async function startGateway(config: Partial<ConfigInput> = {}): Promise<T
       routes: [echoRoute()],
       ...config,
     } as ConfigInput,
-    { logDestination: destination },
+    { ...options, logDestination: destination },
   );
   const info = await gateway.listen();
   return {
