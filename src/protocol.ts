@@ -78,6 +78,8 @@ export const ERRORS = {
   PONG_TIMEOUT: { status: 408, close: 4408, retry: 'backoff', message: 'No pong received in time' },
   SLOW_CONSUMER: { status: 503, close: 1013, retry: 'backoff', message: 'Client is not reading fast enough' },
   MAX_LIFETIME: { status: 503, close: 1001, retry: 'backoff', message: 'Connection reached its maximum lifetime' },
+  TOO_MANY_ERRORS: { status: 400, close: 1008, retry: 'never', message: 'Too many invalid requests' },
+  TOO_MANY_SUBSCRIPTIONS: { status: 429, close: 1008, retry: 'never', message: 'Subscription limit reached' },
   NORMAL_CLOSURE: { status: 200, close: 1000, retry: 'never', message: 'Closed' },
   INTERNAL: { status: 500, close: 1011, retry: 'backoff', message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -11,6 +11,8 @@ import { type Config, isLoopback } from './schema.js';
 export interface CheckResult {
   ok: boolean;
   lines: string[];
+  /** The validated config, when ok (so a caller can go on to build a gateway from it). */
+  config?: Config;
 }
 
 type Read = { ok: true; text: string } | { ok: false; line: string };
@@ -31,7 +33,7 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckResu
     ...checkAdmin(config),
   ];
   if (errors.length > 0) return { ok: false, lines: errors };
-  return { ok: true, lines: [summary(config), ...warnings(config)] };
+  return { ok: true, lines: [summary(config), ...warnings(config)], config };
 }
 
 function summary(config: Config): string {

@@ -84,6 +84,29 @@ export function sendRefusal(res: ServerResponse, code: ErrorCode, options: Refus
   res.end(body, () => res.socket?.destroySoon?.());
 }
 
+/** Answers a plain HTTP request with JSON (or nothing for 204), never cached, then closes. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  extra: readonly [string, string][],
+  hsts: string | undefined,
+): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  const headers: [string, string][] = [
+    ...(text ? ([['Content-Type', 'application/json']] as [string, string][]) : []),
+    ['Content-Length', String(Buffer.byteLength(text))],
+    ['Cache-Control', 'no-store'],
+    ['X-Content-Type-Options', 'nosniff'],
+    ['Connection', 'close'],
+    ...(hsts ? ([['Strict-Transport-Security', hsts]] as [string, string][]) : []),
+    ...extra,
+  ];
+  res.shouldKeepAlive = false;
+  res.writeHead(status, headers.flat());
+  res.end(text, () => res.socket?.destroySoon?.());
+}
+
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK',
   400: 'Bad Request',

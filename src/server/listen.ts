@@ -60,7 +60,8 @@ export function createListener(config: Config, files: TlsFiles | undefined): htt
     connectionsCheckingInterval: Math.min(1_000, Math.max(100, Math.floor(limits.handshakeTimeoutMs / 4))),
     noDelay: true,
     joinDuplicateHeaders: false,
-    requireHostHeader: true,
+    // The handshake check answers a missing Host itself, with the JSON body and HSTS.
+    requireHostHeader: false,
     highWaterMark: 16 * 1024,
   };
   let server: http.Server;
