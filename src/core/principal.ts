@@ -34,8 +34,7 @@ export function checkClaims(
   if (!required) return undefined;
   for (const [name, want] of Object.entries(required)) {
     const actual = Object.hasOwn(claims, name) ? claims[name] : undefined;
-    const ok =
-      typeof want === 'object' ? want.oneOf.some((v) => matches(actual, v)) : matches(actual, want);
+    const ok = typeof want === 'object' ? want.oneOf.some((v) => matches(actual, v)) : matches(actual, want);
     if (!ok) return name === 'amr' || name === 'acr' ? 'MFA_REQUIRED' : 'CLAIMS_NOT_SATISFIED';
   }
   return undefined;

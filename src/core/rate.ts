@@ -44,3 +44,9 @@ export function isFull(rule: RateRule, bucket: Bucket, now: number): boolean {
   refill(rule, bucket, now);
   return bucket.tokens >= rule.burst;
 }
+
+/** Milliseconds until one token is available (0 when one is there now); takes nothing. */
+export function waitForOne(rule: RateRule, bucket: Bucket, now: number): number {
+  refill(rule, bucket, now);
+  return bucket.tokens >= 1 ? 0 : Math.ceil(((1 - bucket.tokens) * 1000) / rule.perSecond);
+}

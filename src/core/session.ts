@@ -37,7 +37,11 @@ export type Admission =
   | { type: 'close'; code: ErrorCode };
 
 /** What to do when the deadline clock ticks. */
-export type TickAction = { type: 'none' } | { type: 'ping' } | { type: 'close'; code: ErrorCode } | { type: 'terminate' };
+export type TickAction =
+  | { type: 'none' }
+  | { type: 'ping' }
+  | { type: 'close'; code: ErrorCode }
+  | { type: 'terminate' };
 
 /** Derives the rate rules for a route's limits. */
 export function sessionRules(limits: RouteLimits): SessionRules {
@@ -88,7 +92,11 @@ export function admitMessage(rules: SessionRules, state: SessionState, size: num
  * Counts a ping or pong from the client against the control-frame bucket. Control frames prove the
  * peer is alive but are not activity: idleTimeoutMs closes connections that carry no messages.
  */
-export function admitControlFrame(rules: SessionRules, state: SessionState, now: number): ErrorCode | undefined {
+export function admitControlFrame(
+  rules: SessionRules,
+  state: SessionState,
+  now: number,
+): ErrorCode | undefined {
   return take(rules.control, state.control, now, 1) === 0 ? undefined : 'CONTROL_FLOOD';
 }
 
@@ -103,7 +111,12 @@ export function onSent(state: SessionState, now: number): void {
 }
 
 /** Decides what the deadline clock asks for at `now`. */
-export function tick(rules: SessionRules, state: SessionState, now: number, closeTimeoutMs: number): TickAction {
+export function tick(
+  rules: SessionRules,
+  state: SessionState,
+  now: number,
+  closeTimeoutMs: number,
+): TickAction {
   const { limits } = rules;
   if (state.closingSince >= 0) {
     return now - state.closingSince >= closeTimeoutMs ? { type: 'terminate' } : { type: 'none' };

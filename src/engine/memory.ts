@@ -1,7 +1,7 @@
 // The default engine: state in this process's memory. Every map is bounded by the number of
 // open connections, or swept when its entries are back at their resting state.
 import { type Bucket, fullBucket, isFull, type RateRule, take, waitForOne } from '../core/rate.js';
-import type { Admit, AdmissionLimits, ConnectionKey, Engine, StoredTicket } from './types.js';
+import type { AdmissionLimits, Admit, ConnectionKey, Engine, StoredTicket } from './types.js';
 
 const RESOLVED: Promise<Admit> = Promise.resolve({ ok: true });
 // A handshake bucket that has refilled is indistinguishable from a new one, so it is dropped.
@@ -29,7 +29,8 @@ export class MemoryEngine implements Engine {
     let entry = this.buckets.get(ip);
     if (!entry) {
       if (this.buckets.size >= MAX_BUCKETS) this.sweep(now);
-      if (this.buckets.size >= MAX_BUCKETS) return Promise.resolve({ ok: false, code: 'SERVER_BUSY', retryAfterMs: 1000 });
+      if (this.buckets.size >= MAX_BUCKETS)
+        return Promise.resolve({ ok: false, code: 'SERVER_BUSY', retryAfterMs: 1000 });
       entry = { rule, bucket: fullBucket(rule, now) };
       this.buckets.set(ip, entry);
     }
@@ -39,9 +40,11 @@ export class MemoryEngine implements Engine {
   }
 
   acquire(key: ConnectionKey, limits: AdmissionLimits): Promise<Admit> {
-    if (this.total >= limits.maxConnections) return Promise.resolve({ ok: false, code: 'TOO_MANY_CONNECTIONS', retryAfterMs: 1000 });
+    if (this.total >= limits.maxConnections)
+      return Promise.resolve({ ok: false, code: 'TOO_MANY_CONNECTIONS', retryAfterMs: 1000 });
     const ipCount = this.perIp.get(key.ip) ?? 0;
-    if (ipCount >= limits.perIpConnections) return Promise.resolve({ ok: false, code: 'IP_CONNECTION_LIMIT', retryAfterMs: 1000 });
+    if (ipCount >= limits.perIpConnections)
+      return Promise.resolve({ ok: false, code: 'IP_CONNECTION_LIMIT', retryAfterMs: 1000 });
     if (key.identity !== undefined) {
       const idCount = this.perIdentity.get(key.identity) ?? 0;
       if (idCount >= limits.perIdentityConnections) {
@@ -127,7 +130,8 @@ export class MemoryEngine implements Engine {
 
   private sweep(now: number): void {
     for (const [ip, { rule, bucket }] of this.buckets) if (isFull(rule, bucket, now)) this.buckets.delete(ip);
-    for (const [key, { rule, bucket }] of this.penalties) if (isFull(rule, bucket, now)) this.penalties.delete(key);
+    for (const [key, { rule, bucket }] of this.penalties)
+      if (isFull(rule, bucket, now)) this.penalties.delete(key);
     for (const [id, ticket] of this.tickets) if (ticket.expiresAt <= now) this.tickets.delete(id);
     for (const [key, until] of this.revocations) if (until <= now) this.revocations.delete(key);
   }

@@ -1,7 +1,8 @@
 // Shared state behind one interface: the memory engine now, Redis later for several processes.
 // Calls are async so a networked engine fits without changing the callers.
-import type { ErrorCode } from '../protocol.js';
+
 import type { RateRule } from '../core/rate.js';
+import type { ErrorCode } from '../protocol.js';
 
 /** Where a connection comes from, for per-IP and per-identity accounting. */
 export interface ConnectionKey {
@@ -54,7 +55,14 @@ export interface Engine {
   /** True when any of `keys` is revoked at `now`. */
   isRevoked(keys: readonly string[], now: number): Promise<boolean>;
   /** Current counts, for tests, metrics and the admin API. */
-  counts(): { connections: number; ips: number; identities: number; handshakeBuckets: number; tickets: number; revocations: number };
+  counts(): {
+    connections: number;
+    ips: number;
+    identities: number;
+    handshakeBuckets: number;
+    tickets: number;
+    revocations: number;
+  };
   /** Stops timers and connections. */
   close(): Promise<void>;
 }

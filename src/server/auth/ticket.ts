@@ -3,8 +3,8 @@
 // identity and route, and opens the WebSocket with ?ticket=... . Nothing long-lived travels in the
 // URL, and a replayed or expired ticket is refused (A-06).
 import { randomBytes } from 'node:crypto';
-import type { Principal } from '../../core/principal.js';
 import type { TicketAuthenticatorConfig } from '../../config/schema.js';
+import type { Principal } from '../../core/principal.js';
 import type { Engine } from '../../engine/types.js';
 import type { Authenticator, AuthInput, AuthResult } from './types.js';
 
@@ -12,7 +12,11 @@ import type { Authenticator, AuthInput, AuthResult } from './types.js';
 export interface TicketAuthenticator extends Authenticator {
   readonly type: 'ticket';
   /** Stores a ticket for `principal` on `route`; undefined when the store is full. */
-  issue(principal: Principal, route: string, now: number): Promise<{ ticket: string; expiresAt: number } | undefined>;
+  issue(
+    principal: Principal,
+    route: string,
+    now: number,
+  ): Promise<{ ticket: string; expiresAt: number } | undefined>;
 }
 
 const TICKET = /^[A-Za-z0-9_-]{43}$/;
@@ -48,7 +52,8 @@ export function createTicketAuthenticator(
       // Taken (deleted) before any other check, so a ticket is spent even by a failed attempt.
       const stored = await engine.takeTicket(ticket, input.now);
       if (!stored) return { kind: 'fail', code: 'UNAUTHENTICATED', reason: 'ticket_invalid' };
-      if (stored.route !== input.routePath) return { kind: 'fail', code: 'UNAUTHENTICATED', reason: 'ticket_wrong_route' };
+      if (stored.route !== input.routePath)
+        return { kind: 'fail', code: 'UNAUTHENTICATED', reason: 'ticket_wrong_route' };
       return { kind: 'ok', principal: stored.principal };
     },
   };

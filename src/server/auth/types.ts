@@ -39,7 +39,12 @@ export interface ClientCertificate {
 export type AuthResult =
   | { readonly kind: 'absent' }
   | { readonly kind: 'ok'; readonly principal: Principal; readonly subprotocolCredential?: string }
-  | { readonly kind: 'fail'; readonly code: ErrorCode; readonly reason: string; readonly retryAfterMs?: number };
+  | {
+      readonly kind: 'fail';
+      readonly code: ErrorCode;
+      readonly reason: string;
+      readonly retryAfterMs?: number;
+    };
 
 /** One configured authenticator. */
 export interface Authenticator {
