@@ -15,7 +15,9 @@ function collect(dir, out) {
 }
 
 const roots = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-const files = (roots.length ? roots : ['test']).flatMap((r) => (statSync(r).isDirectory() ? collect(r, []) : [r]));
+const files = (roots.length ? roots : ['test']).flatMap((r) =>
+  statSync(r).isDirectory() ? collect(r, []) : [r],
+);
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);

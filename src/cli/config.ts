@@ -39,7 +39,9 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
  * Builds (without listening) the gateway `serve` would build, so `check` refuses exactly what
  * `serve` refuses: schema files, key files, authenticators, targets this version lacks.
  */
-async function gatewayProblems(config: NonNullable<ReturnType<typeof checkConfigFile>['config']>): Promise<string[]> {
+async function gatewayProblems(
+  config: NonNullable<ReturnType<typeof checkConfigFile>['config']>,
+): Promise<string[]> {
   try {
     const gateway = createGateway(config, { logger: pino({ level: 'silent' }) });
     await gateway.close();

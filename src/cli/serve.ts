@@ -31,13 +31,17 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   try {
     info = await gateway.listen();
   } catch (err) {
-    io.err(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    io.err(
+      `cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
     return 1;
   }
   io.err(`Portcullis listening on ${info.url}`);
   for (const route of config.routes) io.err(`  route ${info.url}${route.path}`);
   if (info.devCaPath) {
-    io.err(`Development certificate ${info.devCreated ? 'created' : 'reused'}; its local CA is ${info.devCaPath}`);
+    io.err(
+      `Development certificate ${info.devCreated ? 'created' : 'reused'}; its local CA is ${info.devCaPath}`,
+    );
     io.err(`  trust it in Node clients:  NODE_EXTRA_CA_CERTS=${info.devCaPath}`);
     io.err(`  or per tool:               curl --cacert ${info.devCaPath} / wscat --ca ${info.devCaPath}`);
   }

@@ -58,7 +58,7 @@ export const EXAMPLES: Readonly<Record<string, unknown>> = {
   'routes[].broker': {
     channels: [
       {
-        pattern: 'rooms.*',
+        pattern: 'room:*',
         subscribe: true,
         publish: true,
         when: { claims: { role: 'member' } },

@@ -177,7 +177,7 @@ export const JwtAuthenticatorSchema = z
     audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
     algorithms: z.array(jwsAlgorithm).min(1),
     clockToleranceSec: z.number().int().min(0).max(60).default(30),
-    maxTokenAgeSec: z.number().int().min(1).optional(),
+    maxTokenAgeSec: z.number().int().min(1).max(31_536_000).optional(),
     typ: z.string().min(1).optional(),
     subjectClaim: z.string().min(1).default('sub'),
     jwksCacheMs: ms(600_000),
@@ -186,6 +186,10 @@ export const JwtAuthenticatorSchema = z
   })
   .refine((a) => (a.jwksUrl === undefined) !== (a.keyFile === undefined), {
     message: 'exactly one of jwksUrl or keyFile is required',
+  })
+  .refine((a) => a.jwksCaFile === undefined || a.jwksUrl !== undefined, {
+    message: 'jwksCaFile is only used with jwksUrl',
+    path: ['jwksCaFile'],
   });
 
 export const MtlsAuthenticatorSchema = z.strictObject({
@@ -327,6 +331,20 @@ export const ConfigSchema = z
               message: `unknown authenticator "${name}"`,
             });
           }
+        });
+      }
+      if (route.broker && !route.subprotocols.includes('portcullis.v1')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'subprotocols'],
+          message: 'a broker route speaks portcullis.v1: list it in subprotocols',
+        });
+      }
+      if (route.broker && route.schema) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'schema'],
+          message: 'broker routes validate per channel: use broker.channels[].schema',
         });
       }
       if (route.auth === 'none' && route.require) {

@@ -63,6 +63,8 @@ export interface HandshakeEvent {
   subprotocol: string | null;
   tls: TlsSummary | null;
   ms: number;
+  /** A short fixed token saying why authentication failed (never the credential). */
+  reason?: string;
 }
 
 /** One closed connection (CONTRACT.md, Audit log). */

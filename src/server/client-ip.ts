@@ -31,7 +31,11 @@ function isTrusted(proxies: TrustedProxies, address: string): boolean {
 }
 
 /** The client IP for accounting and the audit log. */
-export function clientIp(peer: string | undefined, forwardedFor: string | undefined, proxies: TrustedProxies): string {
+export function clientIp(
+  peer: string | undefined,
+  forwardedFor: string | undefined,
+  proxies: TrustedProxies,
+): string {
   const address = plain(peer ?? 'unknown');
   if (proxies.empty || forwardedFor === undefined || !isTrusted(proxies, address)) return address;
   const hops = forwardedFor.split(',').map((h) => plain(h.trim()));

@@ -1,22 +1,30 @@
 // The gateway: owns the listener, the compiled policy, the sessions and the engine, and turns each
 // upgrade request into exactly one audited decision. Decisions are made in core/; this file only
 // translates requests, calls core, and writes the answer.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { DestinationStream } from 'pino';
 import { WebSocketServer } from 'ws';
-import { parseConfig } from '../config/load.js';
+import { ConfigError, parseConfig } from '../config/load.js';
 import type { Config, ConfigInput, RouteConfig } from '../config/schema.js';
 import {
   checkHandshake,
+  checkHost,
   checkPlainRequest,
   compileHandshakePolicy,
   type HandshakePolicy,
   type HandshakeRequest,
+  type HeaderMap,
   type RoutePolicy,
+  scanHeaders,
 } from '../core/handshake.js';
+import { checkOrigin } from '../core/origin.js';
+import { normaliseTarget } from '../core/path.js';
+import type { Principal } from '../core/principal.js';
 import type { RateRule } from '../core/rate.js';
 import { openSession, type SessionRules, sessionRules } from '../core/session.js';
 import { MemoryEngine } from '../engine/memory.js';
@@ -31,8 +39,14 @@ import {
   logSafe,
   type TlsSummary,
 } from './audit.js';
+import { clientCertificateOf } from './auth/cert.js';
+import { createAuthenticator } from './auth/index.js';
+import type { TicketAuthenticator } from './auth/ticket.js';
+import type { Authenticator, AuthInput } from './auth/types.js';
+import { type AuthOutcome, authenticate } from './authenticate.js';
+import { type Broker, createBroker } from './broker.js';
 import { clientIp, compileTrustedProxies, type TrustedProxies } from './client-ip.js';
-import { type RefusalOptions, sendRefusal, writeRefusal } from './http.js';
+import { type RefusalOptions, sendJson, sendRefusal, writeRefusal } from './http.js';
 import {
   clientCertProblem,
   createListener,
@@ -93,6 +107,19 @@ export interface Gateway {
   readonly stats: GatewayStats;
   /** Open WebSocket connections. */
   connectionCount(): number;
+  /**
+   * Revokes a token id and/or blocks a subject (for ttlMs, default 24 h): open connections that
+   * match are closed at once with CREDENTIAL_REVOKED and new handshakes are refused. Resolves with
+   * the number of connections closed.
+   */
+  revoke(target: { jti?: string; subject?: string; ttlMs?: number }): Promise<number>;
+  /** Closes every connection of a subject with DISCONNECTED (they may reconnect). */
+  disconnect(target: { subject: string }): number;
+  /**
+   * Publishes server-side to a channel on every broker route (or only `route`), trusted: no channel
+   * rule applies. `ok` is false for an invalid channel name or unserialisable data, or no broker route.
+   */
+  publish(channel: string, data: unknown, options?: { route?: string }): { ok: boolean; delivered: number };
 }
 
 interface CompiledRoute {
@@ -100,6 +127,10 @@ interface CompiledRoute {
   readonly rules: SessionRules;
   readonly wss: WebSocketServer;
   readonly target: Target;
+  /** The route's authenticators in config order; empty for `auth: none`. */
+  readonly authenticators: readonly Authenticator[];
+  /** The ticket authenticator, when the route accepts tickets. */
+  readonly ticket: TicketAuthenticator | undefined;
 }
 
 const ECHO: Target = {
@@ -109,7 +140,8 @@ const ECHO: Target = {
 };
 
 const kChosenProtocol = Symbol('portcullis.subprotocol');
-type TaggedRequest = IncomingMessage & { [kChosenProtocol]?: string | false };
+const kRefusedByWs = Symbol('portcullis.refusedByWs');
+type TaggedRequest = IncomingMessage & { [kChosenProtocol]?: string | false; [kRefusedByWs]?: ErrorCode };
 
 /** Creates a gateway from a config object (validated here) or an already validated Config. */
 export function createGateway(config: Config | ConfigInput, options: GatewayOptions = {}): Gateway {
@@ -144,6 +176,10 @@ class PortcullisGateway implements Gateway, SessionHost {
   private draining = false;
   private unwatch: (() => void) | undefined;
   private readonly refusedSockets = new WeakSet<Duplex>();
+  private authenticators = new Map<string, Authenticator>();
+  private brokers = new Map<string, Broker<Session> & Target>();
+  private publishKey: Buffer | undefined;
+  private authFailureRule!: RateRule;
 
   constructor(config: Config, options: GatewayOptions) {
     this.config = config;
@@ -230,6 +266,12 @@ class PortcullisGateway implements Gateway, SessionHost {
       await new Promise((r) => setTimeout(r, 20));
     }
     for (const session of this.ticker.members) session.ws.terminate();
+    // A terminated socket reports its close a tick later; wait for it (bounded), so close() resolves
+    // with no connection left and every close audit line is written before 'stopped'.
+    const cutAt = Date.now();
+    while (this.ticker.members.size > 0 && Date.now() - cutAt < 1_000) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     server?.closeAllConnections();
     await stopped;
     this.unwatch?.();
@@ -267,30 +309,91 @@ class PortcullisGateway implements Gateway, SessionHost {
   // Builds everything first and swaps it in at the end, so a config that fails to compile (a bad
   // schema file, say) leaves the running policy untouched.
   private compile(config: Config): void {
-    for (const route of config.routes) {
-      if (route.auth !== 'none') {
-        const names = route.auth.join(', ');
-        throw new Error(`routes ${route.path}: authenticators (${names}) are not available in this version`);
+    // Fail closed on configuration this version cannot honour, naming the path like config check.
+    const issues: string[] = [];
+    if (config.engine.type !== 'memory')
+      issues.push('engine.type: only the memory engine is available in this version');
+    if (config.admin) issues.push('admin: the admin API is not available in this version');
+    config.routes.forEach((route, i) => {
+      if (route.upstream)
+        issues.push(`routes[${i}].upstream: upstream targets are not available in this version`);
+    });
+    const authenticators = new Map<string, Authenticator>();
+    for (const [name, auth] of Object.entries(config.authenticators)) {
+      try {
+        authenticators.set(
+          name,
+          createAuthenticator(name, auth, { engine: this.engine, debug: (f, m) => this.log.debug(f, m) }),
+        );
+      } catch (err) {
+        const message = (err as Error).message;
+        issues.push(message.startsWith('authenticators.') ? message : `authenticators.${name}: ${message}`);
       }
-      if (route.upstream || route.broker) {
-        throw new Error(`routes ${route.path}: only the echo target is available in this version`);
-      }
+    }
+    config.routes.forEach((route, i) => {
+      if (route.auth === 'none') return;
+      route.auth.forEach((name, j) => {
+        // A certificate authenticator on a listener that never asks for certificates would always be absent.
+        if (
+          config.authenticators[name]?.type === 'mtls' &&
+          (config.tls === false || config.tls.clientAuth === 'off')
+        ) {
+          issues.push(`routes[${i}].auth[${j}]: ${name} is an mtls authenticator but tls.clientAuth is off`);
+        }
+      });
+    });
+    if (issues.length > 0) {
+      for (const a of authenticators.values()) a.close?.();
+      throw new ConfigError(issues);
     }
     const policy = compileHandshakePolicy(config);
+    const publishKey = config.publishApi ? readPublishKey(config.publishApi.keyFile) : undefined;
     const targets = new Map<string, Target>();
-    for (const { path, config: route } of policy.routes.values()) {
+    const brokers = new Map<string, Broker<Session> & Target>();
+    config.routes.forEach((route, i) => {
       const { schema, limits } = route;
-      targets.set(path, schema ? schemaTarget(ECHO, compileSchemaFile(schema), limits.maxJsonDepth) : ECHO);
-    }
+      if (route.broker) {
+        try {
+          const broker = createBroker(route.broker, {
+            maxJsonDepth: limits.maxJsonDepth,
+            refresh: (session, token) => this.refreshSession(session, token),
+            onError: (session, err) => this.onError(session, err as Error),
+          });
+          brokers.set(route.path, broker);
+          targets.set(route.path, broker);
+        } catch (err) {
+          throw new ConfigError([`routes[${i}].broker.${(err as Error).message}`]);
+        }
+        return;
+      }
+      targets.set(
+        route.path,
+        schema ? schemaTarget(ECHO, compileSchemaFile(schema), limits.maxJsonDepth) : ECHO,
+      );
+    });
     const routes = new Map<string, CompiledRoute>();
     for (const route of policy.routes.values()) {
+      const auth =
+        route.config.auth === 'none'
+          ? []
+          : route.config.auth.map((n) => authenticators.get(n) as Authenticator);
       routes.set(route.path, {
         policy: route,
         rules: sessionRules(route.config.limits),
         wss: this.routeServer(route.config, config),
         target: targets.get(route.path) as Target,
+        authenticators: auth,
+        ticket: auth.find((a): a is TicketAuthenticator => a.type === 'ticket'),
       });
     }
+    for (const old of this.authenticators.values()) old.close?.();
+    this.authenticators = authenticators;
+    this.brokers = brokers;
+    this.publishKey = publishKey;
+    this.authFailureRule = {
+      perSecond: config.limits.perIp.authFailuresPerMinute / 60,
+      burst: config.limits.perIp.authFailureBurst,
+    };
     this.policy = policy;
     this.routes = routes;
     this.proxies = compileTrustedProxies(config.trustedProxies);
@@ -328,7 +431,8 @@ class PortcullisGateway implements Gateway, SessionHost {
             serverNoContextTakeover: true,
             clientNoContextTakeover: true,
             serverMaxWindowBits: 10,
-            clientMaxWindowBits: 10,
+            // No client_max_window_bits demand: browsers that offer a bare permessage-deflate would
+            // be refused. Inflation stays bounded by maxPayload and no context takeover.
             concurrencyLimit: 10,
             threshold: 1024,
           }
@@ -339,8 +443,11 @@ class PortcullisGateway implements Gateway, SessionHost {
       if (this.hsts) headers.push(`Strict-Transport-Security: ${this.hsts}`);
     });
     // ws re-validates after us; if it ever disagrees, answer in our format rather than its own.
-    wss.on('wsClientError', (err, socket) => {
-      this.refuse(socket, /Extensions/.test(err.message) ? 'BAD_EXTENSION' : 'BAD_REQUEST');
+    wss.on('wsClientError', (err, socket, req) => {
+      const code: ErrorCode = /Extensions/.test(err.message) ? 'BAD_EXTENSION' : 'BAD_REQUEST';
+      // Tagged so onUpgrade writes the audit line for this refusal too (one line per decision).
+      (req as TaggedRequest)[kRefusedByWs] = code;
+      this.refuse(socket, code);
     });
     return wss;
   }
@@ -381,6 +488,7 @@ class PortcullisGateway implements Gateway, SessionHost {
               : undefined;
       if (code && socket.writable && !(socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
         this.countRejection(code);
+        this.log.info({ event: 'request', outcome: 'rejected', code, remote: socketRemote(socket) });
         this.refuse(socket, code);
       } else {
         socket.destroy();
@@ -413,9 +521,163 @@ class PortcullisGateway implements Gateway, SessionHost {
       return;
     }
     this.refusedSockets.add(req.socket);
-    const code = checkPlainRequest(this.requestOf(req), this.policy);
+    const request = this.requestOf(req);
+    const target = normaliseTarget(request.url, this.policy.maxUrlBytes);
+    if (target.ok && target.path === PUBLISH_PATH) {
+      this.onPublishRequest(req, res, request).catch((err: unknown) => {
+        this.log.error({ event: 'internal', err: (err as Error).message }, 'publish request failed');
+        if (!res.headersSent) sendRefusal(res, 'INTERNAL', this.refusal());
+      });
+      return;
+    }
+    if (target.ok && target.path === TICKET_PATH) {
+      this.onTicketRequest(req, res, request, target.query).catch((err: unknown) => {
+        this.log.error({ event: 'internal', err: (err as Error).message }, 'ticket request failed');
+        if (!res.headersSent) sendRefusal(res, 'INTERNAL', this.refusal());
+      });
+      return;
+    }
+    const code = checkPlainRequest(request, this.policy);
     this.countRejection(code);
+    this.log.info({ event: 'request', outcome: 'rejected', code, remote: socketRemote(req.socket) });
     sendRefusal(res, code, this.refusal());
+  }
+
+  /**
+   * POST /.portcullis/ticket?route=/chat: a browser trades a credential the route accepts for a
+   * single-use ticket. CSRF-safe: the Origin must be one the route allows and a custom header is
+   * required, which a cross-site form or simple fetch cannot send without a CORS preflight.
+   */
+  private async onTicketRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    request: HandshakeRequest,
+    query: string,
+  ): Promise<void> {
+    const forwarded = this.proxies.empty ? undefined : req.headers['x-forwarded-for'];
+    const remote = clientIp(
+      req.socket.remoteAddress,
+      typeof forwarded === 'string' ? forwarded : undefined,
+      this.proxies,
+    );
+    const answer = (code: ErrorCode, route: string | null, reason?: string, retryAfterMs?: number) => {
+      this.countRejection(code);
+      this.log.info({
+        event: 'ticket',
+        outcome: 'rejected',
+        code,
+        route,
+        remote,
+        ...(reason ? { reason } : {}),
+      });
+      sendRefusal(res, code, this.refusal(retryAfterMs));
+    };
+    const scan = scanHeaders(request.rawHeaders, this.policy.maxHeaderCount);
+    if (!scan.ok) return answer(scan.code, null);
+    const host = checkHost(scan.headers.get('host'), this.policy, request.servername);
+    if (!host.ok) return answer(host.code, null);
+    const routePath = new URLSearchParams(query).get('route') ?? '';
+    const route = this.routes.get(routePath);
+    if (!route?.ticket) return answer('ROUTE_NOT_FOUND', null);
+    const origin = scan.headers.get('origin');
+    const verdict = checkOrigin(route.policy.origins, origin, { allowMissing: false });
+    if (!verdict.ok) return answer('ORIGIN_NOT_ALLOWED', routePath);
+    const cors: [string, string][] = [
+      ['Access-Control-Allow-Origin', verdict.origin as string],
+      ['Access-Control-Allow-Credentials', 'true'],
+      ['Vary', 'Origin'],
+    ];
+    if (request.method === 'OPTIONS') {
+      const headers = [
+        ...cors,
+        ['Access-Control-Allow-Methods', 'POST'],
+        ['Access-Control-Allow-Headers', `authorization, ${TICKET_HEADER}`],
+        ['Access-Control-Max-Age', '600'],
+      ] as [string, string][];
+      sendJson(res, 204, undefined, headers, this.hsts);
+      return;
+    }
+    if (request.method !== 'POST') return answer('METHOD_NOT_ALLOWED', routePath);
+    if (scan.headers.get(TICKET_HEADER) !== '1') return answer('FORBIDDEN', routePath, 'csrf_header_missing');
+    const rate = await this.engine.takeHandshake(remote, this.handshakeRule, Date.now());
+    if (!rate.ok) return answer(rate.code, routePath, undefined, rate.retryAfterMs);
+    const outcome = await this.authenticateRequest(
+      route,
+      scan.headers,
+      '',
+      req.socket,
+      remote,
+      (a) => a.type !== 'ticket',
+    );
+    if (!outcome.ok) return answer(outcome.code, routePath, outcome.reason, outcome.retryAfterMs);
+    const issued = await route.ticket.issue(outcome.principal, routePath, Date.now());
+    if (!issued) return answer('SERVER_BUSY', routePath, 'ticket_store_full', 1000);
+    this.log.info({
+      event: 'ticket',
+      outcome: 'issued',
+      route: routePath,
+      remote,
+      identity: outcome.principal.subject,
+    });
+    sendJson(
+      res,
+      200,
+      { ticket: issued.ticket, expiresAt: issued.expiresAt, route: routePath },
+      cors,
+      this.hsts,
+    );
+  }
+
+  /**
+   * POST /.portcullis/publish with `Authorization: Bearer <publishApi key>` and a JSON body
+   * `{"channel": "...", "data": ..., "route"?: "/path"}`: server-side publishing for backends.
+   */
+  private async onPublishRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    request: HandshakeRequest,
+  ): Promise<void> {
+    const remote = socketRemote(req.socket);
+    const answer = (code: ErrorCode, reason?: string) => {
+      this.countRejection(code);
+      this.log.info({ event: 'publish', outcome: 'rejected', code, remote, ...(reason ? { reason } : {}) });
+      sendRefusal(res, code, this.refusal());
+    };
+    const key = this.publishKey;
+    if (!key) return answer('ROUTE_NOT_FOUND');
+    if (request.method !== 'POST') return answer('METHOD_NOT_ALLOWED');
+    const scan = scanHeaders(request.rawHeaders, this.policy.maxHeaderCount);
+    if (!scan.ok) return answer(scan.code);
+    const host = checkHost(scan.headers.get('host'), this.policy, request.servername);
+    if (!host.ok) return answer(host.code);
+    const presented = /^Bearer ([\x21-\x7e]+)$/.exec(scan.headers.get('authorization') ?? '')?.[1];
+    if (!presented || !sameSecret(presented, key)) return answer('UNAUTHENTICATED', 'publish_key');
+    const body = await readBody(req, PUBLISH_MAX_BYTES);
+    if (body === undefined) return answer('MESSAGE_TOO_BIG');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      return answer('BAD_JSON');
+    }
+    const { channel, data, route } = (parsed ?? {}) as { channel?: unknown; data?: unknown; route?: unknown };
+    if (
+      typeof channel !== 'string' ||
+      data === undefined ||
+      (route !== undefined && typeof route !== 'string')
+    ) {
+      return answer('BAD_REQUEST');
+    }
+    const result = this.publish(channel, data, route === undefined ? {} : { route: route as string });
+    if (!result.ok) return answer('BAD_REQUEST', 'channel');
+    this.log.info({
+      event: 'publish',
+      outcome: 'accepted',
+      channel: logSafe(channel),
+      delivered: result.delivered,
+      remote,
+    });
+    sendJson(res, 200, { delivered: result.delivered }, [], this.hsts);
   }
 
   private requestOf(req: IncomingMessage): HandshakeRequest {
@@ -438,7 +700,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       this.proxies,
     );
     const tls = this.tlsSummary(socket);
-    const reject = (code: ErrorCode, extra: Partial<HandshakeEvent> = {}, retryAfterMs?: number) => {
+    const record = (code: ErrorCode, extra: Partial<HandshakeEvent> = {}) => {
       this.countRejection(code);
       this.audit({
         event: 'handshake',
@@ -454,6 +716,9 @@ class PortcullisGateway implements Gateway, SessionHost {
         ms: round(performance.now() - started),
         ...extra,
       });
+    };
+    const reject = (code: ErrorCode, extra: Partial<HandshakeEvent> = {}, retryAfterMs?: number) => {
+      record(code, extra);
       this.refuse(socket, code, retryAfterMs);
     };
     if (this.draining) return reject('SHUTTING_DOWN', {}, 1000);
@@ -471,8 +736,16 @@ class PortcullisGateway implements Gateway, SessionHost {
       }
       const route = this.routes.get(verdict.route.path) as CompiledRoute;
       const base = { route: route.policy.path, origin: logSafe(verdict.origin) };
-      // Authentication (issue 3) slots in here: a principal, or a refusal, before any slot is taken.
-      const identity: string | null = null;
+      // Identity before any slot is taken and before any byte is sent (A-01, A-09).
+      let principal: Principal | null = null;
+      if (route.authenticators.length > 0) {
+        const outcome = await this.authenticateRequest(route, verdict.headers, verdict.query, socket, remote);
+        if (!outcome.ok) {
+          return reject(outcome.code, { ...base, reason: outcome.reason }, outcome.retryAfterMs);
+        }
+        principal = outcome.principal;
+      }
+      const identity = principal?.subject ?? null;
       const key = { ip: remote, identity: identity ?? undefined };
       const admitted = await this.engine.acquire(key, {
         maxConnections: this.config.limits.maxConnections,
@@ -492,9 +765,16 @@ class PortcullisGateway implements Gateway, SessionHost {
         const now = Date.now();
         const session = new Session(
           ws,
-          { id: this.nextId++, route: route.policy.path, remote, identity, subprotocol: verdict.subprotocol, principal: null },
+          {
+            id: this.nextId++,
+            route: route.policy.path,
+            remote,
+            identity,
+            subprotocol: verdict.subprotocol,
+            principal,
+          },
           route.rules,
-          openSession(route.rules, now),
+          openSession(route.rules, now, principal?.expiresAt ?? -1),
           route.target,
           this,
         );
@@ -515,10 +795,117 @@ class PortcullisGateway implements Gateway, SessionHost {
           ms: round(performance.now() - started),
         });
       });
-      if (!upgraded) await this.engine.release(key);
+      if (!upgraded) {
+        // ws refused after our checks (an extension offer it cannot accept) and has answered already.
+        const refusedBy = (req as TaggedRequest)[kRefusedByWs];
+        if (refusedBy) record(refusedBy, base);
+        await this.engine.release(key);
+      }
     } finally {
       this.pending--;
     }
+  }
+
+  /** Runs the route's authenticators, with the per-IP failure budget in front of them (A-10). */
+  private async authenticateRequest(
+    route: CompiledRoute,
+    headers: HeaderMap,
+    query: string,
+    socket: Duplex,
+    remote: string,
+    only?: (a: Authenticator) => boolean,
+  ): Promise<AuthOutcome> {
+    const now = Date.now();
+    const penaltyKey = `auth:${remote}`;
+    const budget = await this.engine.checkPenalty(penaltyKey, this.authFailureRule, now);
+    if (!budget.ok)
+      return { ok: false, code: 'AUTH_RATE_LIMITED', reason: 'failures', retryAfterMs: budget.retryAfterMs };
+    const tlsSocket = tlsSocketOf(socket);
+    const input: AuthInput = {
+      headers,
+      query,
+      routePath: route.policy.path,
+      allowQueryToken: route.policy.config.allowQueryToken,
+      clientCert: tlsSocket
+        ? clientCertificateOf(tlsSocket.getPeerCertificate(), tlsSocket.authorized)
+        : null,
+      remote,
+      now,
+    };
+    const authenticators = only ? route.authenticators.filter(only) : route.authenticators;
+    const outcome = await authenticate(authenticators, input, route.policy.config, this.engine);
+    if (!outcome.ok && PENALISED.has(outcome.code))
+      await this.engine.addPenalty(penaltyKey, this.authFailureRule, now);
+    return outcome;
+  }
+
+  async revoke(target: { jti?: string; subject?: string; ttlMs?: number }): Promise<number> {
+    const until = Date.now() + (target.ttlMs ?? DEFAULT_REVOCATION_MS);
+    if (target.jti) await this.engine.addRevocation(`jti:${target.jti}`, until);
+    if (target.subject) await this.engine.addRevocation(`sub:${target.subject}`, until);
+    return this.closeWhere(
+      (p) =>
+        (target.jti !== undefined && p.jti === target.jti) ||
+        (target.subject !== undefined && p.subject === target.subject),
+      'CREDENTIAL_REVOKED',
+    );
+  }
+
+  publish(
+    channel: string,
+    data: unknown,
+    options: { route?: string } = {},
+  ): { ok: boolean; delivered: number } {
+    let delivered = 0;
+    let ok = false;
+    for (const [path, broker] of this.brokers) {
+      if (options.route !== undefined && options.route !== path) continue;
+      const result = broker.publish(channel, data);
+      if (!result.ok) return { ok: false, delivered: 0 };
+      ok = true;
+      delivered += result.delivered;
+    }
+    return { ok, delivered };
+  }
+
+  disconnect(target: { subject: string }): number {
+    return this.closeWhere((p) => p.subject === target.subject, 'DISCONNECTED');
+  }
+
+  private closeWhere(match: (p: Principal) => boolean, code: ErrorCode): number {
+    let closed = 0;
+    for (const session of this.ticker.members) {
+      const principal = session.info.principal;
+      if (principal && match(principal)) {
+        session.close(code);
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  /** In-band credential refresh (broker `auth.refresh`): same subject, new expiry. */
+  async refreshSession(session: Session, token: string): Promise<ErrorCode | undefined> {
+    const current = session.info.principal;
+    const route = this.routes.get(session.info.route);
+    if (!current || !route) return 'FORBIDDEN';
+    const authenticator = route.authenticators.find((a) => a.name === current.authenticator);
+    if (authenticator?.type !== 'jwt') return 'FORBIDDEN';
+    const headers = new Map([['authorization', `Bearer ${token}`]]);
+    const outcome = await this.authenticateRequest(
+      route,
+      headers,
+      '',
+      session.socket,
+      session.info.remote,
+      (a) => a === authenticator,
+    );
+    if (!outcome.ok) return outcome.code;
+    // A refresh may extend a session, never hand it to someone else (cross-subject refresh).
+    if (outcome.principal.subject !== current.subject) return 'FORBIDDEN';
+    session.info.principal = outcome.principal;
+    session.state.expiresAt = outcome.principal.expiresAt ?? -1;
+    return undefined;
   }
 
   onClosed(session: Session, code: ErrorCode | null, closeCode: number, by: 'client' | 'server'): void {
@@ -585,6 +972,65 @@ class PortcullisGateway implements Gateway, SessionHost {
   private audit(event: HandshakeEvent): void {
     this.log.info(event);
   }
+}
+
+/** The server-side publishing endpoint for backends, and the largest body it reads. */
+export const PUBLISH_PATH = '/.portcullis/publish';
+const PUBLISH_MAX_BYTES = 1_048_576;
+
+/** The ticket endpoint, and the custom header that makes a cross-site request need a preflight. */
+export const TICKET_PATH = '/.portcullis/ticket';
+export const TICKET_HEADER = 'x-portcullis-ticket';
+
+// Failures that spend the per-IP authentication budget: wrong or missing credentials, not outages.
+const PENALISED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'UNAUTHENTICATED',
+  'CREDENTIAL_EXPIRED',
+  'CREDENTIAL_REVOKED',
+  'FORBIDDEN',
+]);
+// How long a revocation is remembered when the caller gives no TTL: longer than any sane token life.
+const DEFAULT_REVOCATION_MS = 24 * 60 * 60 * 1000;
+
+function readPublishKey(file: string): Buffer {
+  const key = readFileSync(file, 'utf8').trim();
+  if (key.length < 32) throw new ConfigError(['publishApi.keyFile: the key must be at least 32 characters']);
+  return Buffer.from(key);
+}
+
+// Constant-time comparison of the presented publish key (hash first, so lengths do not leak).
+function sameSecret(presented: string, key: Buffer): boolean {
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(key).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** Reads a request body up to `max` bytes; undefined when it is larger. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      resolve(undefined);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function socketRemote(socket: Duplex): string | null {
+  return (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? null;
 }
 
 function round(ms: number): number {

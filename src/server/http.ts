@@ -15,7 +15,11 @@ export interface RefusalOptions {
 const FLUSH_TIMEOUT_MS = 2_000;
 
 /** Response headers for a refusal, without the status line. */
-export function refusalHeaders(code: ErrorCode, options: RefusalOptions, bodyLength: number): [string, string][] {
+export function refusalHeaders(
+  code: ErrorCode,
+  options: RefusalOptions,
+  bodyLength: number,
+): [string, string][] {
   const headers: [string, string][] = [
     ['Content-Type', 'application/json'],
     ['Content-Length', String(bodyLength)],

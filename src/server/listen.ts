@@ -85,7 +85,10 @@ export function createListener(config: Config, files: TlsFiles | undefined): htt
 }
 
 /** Why a client certificate is not acceptable, or undefined when it is (or none is needed). */
-export function clientCertProblem(socket: TLSSocket, clientAuth: TlsConfig['clientAuth']): string | undefined {
+export function clientCertProblem(
+  socket: TLSSocket,
+  clientAuth: TlsConfig['clientAuth'],
+): string | undefined {
   if (clientAuth === 'off') return undefined;
   const cert = socket.getPeerCertificate();
   const presented = cert && Object.keys(cert).length > 0;
@@ -102,7 +105,8 @@ export function watchFiles(paths: readonly string[], onChange: () => void): () =
   for (const dir of new Set(paths.map((p) => dirname(p)))) {
     try {
       const watcher = watch(dir, { persistent: false }, (_event, name) => {
-        if (name && !names.has(name.toString())) return;
+        // Kubernetes rotates a mounted secret by swapping the `..data` symlink its files point through.
+        if (name && !names.has(name.toString()) && !name.toString().startsWith('..')) return;
         if (timer) clearTimeout(timer);
         timer = setTimeout(onChange, 100);
         timer.unref();

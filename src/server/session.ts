@@ -93,6 +93,11 @@ export class Session implements Ticking {
     ws.on('close', onWsClose);
   }
 
+  /** The underlying socket (for TLS details such as the client certificate). */
+  get socket(): import('node:stream').Duplex {
+    return (this.ws as unknown as { _socket: import('node:stream').Duplex })._socket;
+  }
+
   /** Sends a message, closing a slow consumer instead of buffering without bound. */
   send(data: Buffer | string, isBinary: boolean): boolean {
     const ws = this.ws;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { closed, nextMessage, openClient, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { HS, RawClient, upgraded, F } from '../helpers/raw.js';
+import { F, HS, RawClient, upgraded } from '../helpers/raw.js';
 
 describe('echo route over real TLS', () => {
   let gw: TestGateway;

@@ -100,13 +100,17 @@ export function openClient(
 
 /** Resolves with the next message. */
 export function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
-  return new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })));
+  return new Promise((resolve) =>
+    ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })),
+  );
 }
 
 /** Resolves with the close code and reason. */
 export function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
   if (ws.readyState === WebSocket.CLOSED) return Promise.resolve({ code: 1006, reason: '' });
-  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return new Promise((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
 }
 
 /**

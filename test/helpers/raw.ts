@@ -138,7 +138,9 @@ export class RawClient {
   }
 
   /** Reads one HTTP response head (and its Content-Length body). */
-  readResponse(timeoutMs = 3_000): Promise<{ status: number; headers: Record<string, string>; body: string; raw: string }> {
+  readResponse(
+    timeoutMs = 3_000,
+  ): Promise<{ status: number; headers: Record<string, string>; body: string; raw: string }> {
     return this.waitFor(() => {
       const end = this.buffer.indexOf('\r\n\r\n');
       if (end === -1) return undefined;
@@ -200,7 +202,9 @@ export class RawClient {
 
   /** Resolves when the server has closed the TCP connection. */
   waitClosed(timeoutMs = 3_000): Promise<void> {
-    return this.waitFor(() => (this.closed || this.ended ? true : undefined), timeoutMs).then(() => undefined);
+    return this.waitFor(() => (this.closed || this.ended ? true : undefined), timeoutMs).then(
+      () => undefined,
+    );
   }
 
   /** Bytes received and not yet read. */

@@ -129,6 +129,7 @@ describe('renderDefaults', () => {
       if (path.startsWith('routes[].')) {
         const key = path.slice('routes[].'.length);
         if (key === 'upstream' || key === 'broker') delete route.echo;
+        if (key === 'broker') route.subprotocols = ['portcullis.v1'];
         if (key === 'require') {
           // Required claims need an authenticated route.
           config.authenticators = { devices: { type: 'mtls', allow: ['device-*'] } };
@@ -398,7 +399,10 @@ describe('checkConfigFile', () => {
     });
 
     it('check: 1 for a config that validates but that this version cannot serve', async () => {
-      const { code, err } = await run(['check', write('cli-redis.yaml', `${TLS}${ROUTE}engine: { type: redis, url: redis://127.0.0.1:6379 }\n`)]);
+      const { code, err } = await run([
+        'check',
+        write('cli-redis.yaml', `${TLS}${ROUTE}engine: { type: redis, url: redis://127.0.0.1:6379 }\n`),
+      ]);
       assert.equal(code, 1);
       assert.ok(hasIssueAt(err, 'engine.type'), err.join('\n'));
     });
