@@ -154,7 +154,8 @@ export const RouteSchema = z
 const httpsUrl = z.string().regex(/^https:\/\/[^\s]+$/, 'must be an https:// URL');
 const file = z.string().min(1);
 // Asymmetric algorithms only: an HS* allowlist would let a public key be used as an HMAC secret.
-const jwsAlgorithm = z.enum([
+/** The JWS algorithms a jwt authenticator may list. */
+export const JWS_ALGORITHMS = [
   'ES256',
   'ES384',
   'ES512',
@@ -165,7 +166,8 @@ const jwsAlgorithm = z.enum([
   'PS384',
   'PS512',
   'EdDSA',
-]);
+] as const;
+const jwsAlgorithm = z.enum(JWS_ALGORITHMS);
 
 export const JwtAuthenticatorSchema = z
   .strictObject({

@@ -1,6 +1,7 @@
 // Shared state behind one interface: the memory engine now, Redis later for several processes.
 // Calls are async so a networked engine fits without changing the callers.
 
+import type { Principal } from '../core/principal.js';
 import type { RateRule } from '../core/rate.js';
 import type { ErrorCode } from '../protocol.js';
 
@@ -24,14 +25,7 @@ export type Admit = { ok: true } | { ok: false; code: ErrorCode; retryAfterMs?: 
 export interface StoredTicket {
   readonly route: string;
   readonly expiresAt: number;
-  readonly principal: {
-    readonly subject: string;
-    readonly claims: Readonly<Record<string, unknown>>;
-    readonly expiresAt: number | null;
-    readonly authenticator: string;
-    readonly jti?: string | undefined;
-    readonly certFingerprint?: string | undefined;
-  };
+  readonly principal: Principal;
 }
 
 /** State that must be shared by every process serving the same deployment. */

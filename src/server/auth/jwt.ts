@@ -18,7 +18,7 @@ import {
   type JWTVerifyOptions,
   jwtVerify,
 } from 'jose';
-import type { JwtAuthenticatorConfig } from '../../config/schema.js';
+import { JWS_ALGORITHMS, type JwtAuthenticatorConfig } from '../../config/schema.js';
 import type { Principal } from '../../core/principal.js';
 import type { ErrorCode } from '../../protocol.js';
 import { createHttpsClient, type HttpsClient } from './fetch.js';
@@ -217,18 +217,8 @@ interface KeySource {
   close(): void;
 }
 
-const ASYMMETRIC: ReadonlySet<string> = new Set<Algorithm>([
-  'ES256',
-  'ES384',
-  'ES512',
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'EdDSA',
-]);
+// The schema already admits only these; the check here guards library callers too.
+const ASYMMETRIC: ReadonlySet<string> = new Set<Algorithm>(JWS_ALGORITHMS);
 const RSA_ALGORITHMS: readonly Algorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
 const EC_ALGORITHMS: Readonly<Record<string, Algorithm>> = {
   'P-256': 'ES256',
