@@ -500,7 +500,22 @@ class PortcullisGateway implements Gateway, SessionHost {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.onUpgrade(req, socket, head).catch((err: unknown) => {
+        // The cause stays in the server log; the client and the audit line get only the code.
         this.log.error({ event: 'internal', err: (err as Error).message }, 'upgrade failed');
+        this.countRejection('INTERNAL');
+        this.audit({
+          event: 'handshake',
+          outcome: 'rejected',
+          code: 'INTERNAL',
+          status: ERRORS.INTERNAL.status,
+          route: null,
+          remote: socketRemote(socket) ?? 'unknown',
+          origin: null,
+          identity: null,
+          subprotocol: null,
+          tls: null,
+          ms: 0,
+        });
         this.refuse(socket, 'INTERNAL');
       });
     });
