@@ -165,6 +165,19 @@ export const ERRORS = {
   },
   TOO_MANY_ERRORS: { status: 400, close: 1008, retry: 'never', message: 'Too many invalid requests' },
   TOO_MANY_SUBSCRIPTIONS: { status: 429, close: 1008, retry: 'never', message: 'Subscription limit reached' },
+  BAD_GATEWAY: {
+    status: 502,
+    close: 1014,
+    retry: 'backoff',
+    message: 'The upstream refused or broke the connection',
+  },
+  UPSTREAM_UNAVAILABLE: { status: 503, close: 1013, retry: 'backoff', message: 'No upstream is available' },
+  UPSTREAM_TIMEOUT: {
+    status: 504,
+    close: 1014,
+    retry: 'backoff',
+    message: 'The upstream did not answer in time',
+  },
   NORMAL_CLOSURE: { status: 200, close: 1000, retry: 'never', message: 'Closed' },
   INTERNAL: { status: 500, close: 1011, retry: 'backoff', message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -773,7 +773,37 @@ class PortcullisGateway implements Gateway, SessionHost {
         if (!socket.destroyed) return reject('SHUTTING_DOWN', base, 1000);
         return;
       }
-      (req as TaggedRequest)[kChosenProtocol] = verdict.subprotocol ?? false;
+      // Targets that need something before the 101 (an upstream connection) get it here, after
+      // every check has passed, so the upstream never sees a request the gateway would refuse.
+      let subprotocol = verdict.subprotocol;
+      let prepared: unknown;
+      if (route.target.prepare) {
+        const result = await route.target.prepare({
+          route: route.policy.path,
+          path: verdict.path,
+          query: verdict.query,
+          host: verdict.host,
+          headers: verdict.headers,
+          principal,
+          remote,
+          encrypted: tls !== null,
+        });
+        if (!result.ok || socket.destroyed || this.draining) {
+          if (result.ok) result.abort?.();
+          await this.engine.release(key);
+          if (!result.ok) return reject(result.code, base);
+          if (!socket.destroyed) return reject('SHUTTING_DOWN', base, 1000);
+          return;
+        }
+        subprotocol = result.subprotocol;
+        prepared = result.state;
+        if (subprotocol !== undefined && !route.policy.subprotocols.includes(subprotocol)) {
+          result.abort?.();
+          await this.engine.release(key);
+          return reject('BAD_GATEWAY', { ...base, reason: 'upstream_subprotocol' });
+        }
+      }
+      (req as TaggedRequest)[kChosenProtocol] = subprotocol ?? false;
       let upgraded = false;
       route.wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;
@@ -785,7 +815,7 @@ class PortcullisGateway implements Gateway, SessionHost {
             route: route.policy.path,
             remote,
             identity,
-            subprotocol: verdict.subprotocol,
+            subprotocol,
             principal,
           },
           route.rules,
@@ -795,7 +825,7 @@ class PortcullisGateway implements Gateway, SessionHost {
         );
         (session as Session & { key?: typeof key }).key = key;
         this.ticker.add(session);
-        route.target.onOpen?.(session);
+        route.target.onOpen?.(session, prepared);
         this.stats.handshakesAccepted++;
         this.audit({
           event: 'handshake',
@@ -805,7 +835,7 @@ class PortcullisGateway implements Gateway, SessionHost {
           ...base,
           remote,
           identity,
-          subprotocol: verdict.subprotocol ?? null,
+          subprotocol: subprotocol ?? null,
           tls,
           ms: round(performance.now() - started),
         });

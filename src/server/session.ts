@@ -2,6 +2,7 @@
 // frames, the send-queue cap, deadlines from the shared ticker, and the close audit event.
 // Handlers are shared functions bound through a symbol, not closures per connection.
 import type { RawData, WebSocket } from 'ws';
+import type { HeaderMap } from '../core/handshake.js';
 import type { Principal } from '../core/principal.js';
 import {
   type Admission,
@@ -21,11 +22,34 @@ const kSession = Symbol('portcullis.session');
 /** What a route's target does with an admitted message (echo, broker, upstream relay). */
 export interface Target {
   onMessage(session: Session, data: Buffer, isBinary: boolean): void;
-  /** Called once the session is accepted and registered. */
-  onOpen?(session: Session): void;
+  /**
+   * Called after every check has passed and before the 101: an upstream target connects here. A
+   * refusal goes to the client as its HTTP status; `state` is handed to onOpen.
+   */
+  prepare?(context: PrepareContext): Promise<PrepareResult>;
+  /** Called once the session is accepted and registered, with what prepare() returned. */
+  onOpen?(session: Session, prepared?: unknown): void;
   /** Called once when the session has closed, for cleanup (subscriptions, upstream leg). */
   onClose?(session: Session): void;
 }
+
+/** What a target may use before the 101. */
+export interface PrepareContext {
+  readonly route: string;
+  /** The normalised path and the raw query string of the client's request. */
+  readonly path: string;
+  readonly query: string;
+  readonly host: string;
+  readonly headers: HeaderMap;
+  readonly principal: Principal | null;
+  readonly remote: string;
+  readonly encrypted: boolean;
+}
+
+/** The answer of prepare(): go ahead with a subprotocol (one the route lists) or refuse. */
+export type PrepareResult =
+  | { ok: true; subprotocol: string | undefined; state: unknown; abort?: () => void }
+  | { ok: false; code: ErrorCode };
 
 /** Who the connection belongs to, for accounting and the audit log. */
 export interface SessionInfo {
