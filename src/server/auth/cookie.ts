@@ -9,7 +9,7 @@ import { type JWTPayload, jwtVerify } from 'jose';
 import type { CookieAuthenticatorConfig } from '../../config/schema.js';
 import type { Principal } from '../../core/principal.js';
 import { sessionKey } from './cookie-sign.js';
-import { createJsonPoster, type JsonPoster } from './https-post.js';
+import { createJsonPoster, identityFromAnswer, isRecord, type JsonPoster } from './https-post.js';
 import type { Authenticator, AuthResult } from './types.js';
 
 /** Positive introspection answers kept at most; the oldest is dropped first. */
@@ -54,10 +54,6 @@ function fail(
   reason: string,
 ): AuthResult {
   return { kind: 'fail', code, reason };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Verifies a signed session cookie against the current key, then each previous key. */
@@ -119,22 +115,8 @@ async function verifySigned(
 function principalFromIntrospection(name: string, answer: unknown, now: number): AuthResult {
   if (!isRecord(answer)) return fail('AUTH_UNAVAILABLE', 'bad_answer');
   if (answer.active === false) return fail('UNAUTHENTICATED', 'inactive');
-  const { sub, exp, claims } = answer;
-  if (answer.active !== true || typeof sub !== 'string' || sub === '')
-    return fail('AUTH_UNAVAILABLE', 'bad_answer');
-  if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) {
-    return fail('AUTH_UNAVAILABLE', 'bad_answer');
-  }
-  if (claims !== undefined && !isRecord(claims)) return fail('AUTH_UNAVAILABLE', 'bad_answer');
-  const expiresAt = exp === undefined ? null : exp * 1000;
-  if (expiresAt !== null && expiresAt <= now) return fail('CREDENTIAL_EXPIRED', 'expired');
-  const principal: Principal = {
-    subject: sub,
-    claims: { ...claims, sub, ...(exp === undefined ? {} : { exp }) },
-    expiresAt,
-    authenticator: name,
-  };
-  return { kind: 'ok', principal };
+  if (answer.active !== true) return fail('AUTH_UNAVAILABLE', 'bad_answer');
+  return identityFromAnswer(name, answer, now);
 }
 
 /** Creates a cookie authenticator; key files and the CA file are read now, so problems fail at start-up. */

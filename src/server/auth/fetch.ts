@@ -1,6 +1,7 @@
-// A small HTTPS client for the calls authenticators make to identity services (JWKS, webhook,
-// cookie introspection): https only, an optional private CA on top of the public roots, one
-// deadline for the whole exchange, a capped response body, and no redirects followed.
+// The one HTTPS client for the calls authenticators make to identity services (JWKS, webhook,
+// cookie introspection): https only, an optional private CA on top of the public roots, a capped
+// socket pool, one deadline for the whole exchange, a capped response body, and no redirects
+// followed. https-post.ts is the JSON-POST layer over it.
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'node:https';
@@ -8,6 +9,9 @@ import { rootCertificates } from 'node:tls';
 
 /** Default cap on a response body: a JWKS or an identity answer is a few KiB. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1_048_576;
+
+/** Default cap on sockets per host, so a burst of handshakes cannot open unbounded connections. */
+export const DEFAULT_MAX_SOCKETS = 64;
 
 /** How the client trusts servers and reuses connections. */
 export interface HttpsClientOptions {
@@ -18,6 +22,8 @@ export interface HttpsClientOptions {
   readonly caFile?: string | undefined;
   /** Keep connections open between calls (for per-handshake callers such as a webhook). */
   readonly keepAlive?: boolean;
+  /** Sockets open at once per host; further requests wait for one (DEFAULT_MAX_SOCKETS). */
+  readonly maxSockets?: number;
 }
 
 /** One request. */
@@ -28,6 +34,12 @@ export interface HttpsRequest {
   /** Deadline for connect, TLS, request and the whole response body. */
   readonly timeoutMs: number;
   readonly maxBodyBytes?: number;
+  /**
+   * Decides from the status and headers whether the body is worth reading. When it says no, the
+   * response resolves with an empty body and its connection is dropped, so a caller that will
+   * refuse the answer anyway (an error status, a wrong content type) never reads, or caps, its body.
+   */
+  readonly wantBody?: (status: number, headers: IncomingHttpHeaders) => boolean;
   /** Aborts the exchange; it rejects with the signal's reason. */
   readonly signal?: AbortSignal;
 }
@@ -39,8 +51,8 @@ export interface HttpsResponse {
   readonly body: Buffer;
 }
 
-/** Why a request failed, for the operator's log (never sent to a client). */
-export type HttpsFailure = 'not_https' | 'timeout' | 'too_large' | 'network';
+/** Why a request failed, for the operator's log (never sent to a client); `tls` is a trust failure. */
+export type HttpsFailure = 'not_https' | 'timeout' | 'too_large' | 'network' | 'tls';
 
 /** A failed exchange; `cause` holds the socket or TLS error when there is one. */
 export class HttpsFetchError extends Error {
@@ -51,6 +63,10 @@ export class HttpsFetchError extends Error {
     this.failure = failure;
   }
 }
+
+// OpenSSL verification codes (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...) and Node's
+// TLS codes (ERR_TLS_CERT_ALTNAME_INVALID, ERR_SSL_...): reported apart so operators see a trust problem.
+const TLS_ERROR = /CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS_|^ERR_SSL_/;
 
 /** An HTTPS client bound to one trust configuration. */
 export interface HttpsClient {
@@ -74,7 +90,12 @@ export function readCaFile(path: string): string {
 /** Creates a client; the CA file is read once, here. */
 export function createHttpsClient(options: HttpsClientOptions = {}): HttpsClient {
   const ca = options.caFile === undefined ? undefined : [...rootCertificates, readCaFile(options.caFile)];
-  const agent = new Agent({ keepAlive: options.keepAlive ?? false, ...(ca ? { ca } : {}) });
+  // Passing `ca` replaces Node's default store, so the public roots are added back above.
+  const agent = new Agent({
+    keepAlive: options.keepAlive ?? false,
+    maxSockets: options.maxSockets ?? DEFAULT_MAX_SOCKETS,
+    ...(ca ? { ca } : {}),
+  });
   return {
     request: (url, req) => send(agent, typeof url === 'string' ? new URL(url) : url, req),
     close: () => agent.destroy(),
@@ -105,6 +126,12 @@ function send(agent: Agent, url: URL, req: HttpsRequest): Promise<HttpsResponse>
     };
     const onAbort = () => finish(abortReason(signal as AbortSignal));
     const outgoing = request(url, { agent, method: req.method ?? 'GET', headers }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (req.wantBody !== undefined && !req.wantBody(status, res.headers)) {
+        finish(null, { status, headers: res.headers, body: Buffer.alloc(0) });
+        res.destroy();
+        return;
+      }
       const declared = Number(res.headers['content-length']);
       if (declared > max) {
         finish(new HttpsFetchError('too_large', `response body over ${max} bytes`));
@@ -118,11 +145,7 @@ function send(agent: Agent, url: URL, req: HttpsRequest): Promise<HttpsResponse>
         else chunks.push(chunk);
       });
       res.on('end', () => {
-        finish(null, {
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks, size),
-        });
+        finish(null, { status, headers: res.headers, body: Buffer.concat(chunks, size) });
       });
       res.on('error', (err) => finish(new HttpsFetchError('network', err.message, err)));
       res.on('close', () => {
@@ -130,7 +153,10 @@ function send(agent: Agent, url: URL, req: HttpsRequest): Promise<HttpsResponse>
           finish(new HttpsFetchError('network', 'connection closed before the response ended'));
       });
     });
-    outgoing.on('error', (err) => finish(new HttpsFetchError('network', err.message, err)));
+    outgoing.on('error', (err: NodeJS.ErrnoException) => {
+      const failure = TLS_ERROR.test(err.code ?? '') ? 'tls' : 'network';
+      finish(new HttpsFetchError(failure, err.message, err));
+    });
     const timer = setTimeout(() => {
       finish(new HttpsFetchError('timeout', `no complete response within ${req.timeoutMs} ms`));
     }, req.timeoutMs);

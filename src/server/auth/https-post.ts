@@ -1,15 +1,12 @@
-// A small JSON-over-HTTPS client for the authenticators that ask the application (cookie
-// introspection, webhook). https only; the CA file is added to the system roots; one deadline
-// covers connect, request and response; the response body is capped and must be JSON.
-import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
-import { rootCertificates } from 'node:tls';
+// Asking the application for an identity (cookie introspection, webhook): POST a JSON body, accept
+// only a 2xx JSON answer, fold every fault into one failure reason, and read the identity an answer
+// carries. The transport (trust, socket pool, deadline, body cap, no redirects) is fetch.ts.
+import type { Principal } from '../../core/principal.js';
+import { createHttpsClient, HttpsFetchError, type HttpsResponse } from './fetch.js';
+import type { AuthResult } from './types.js';
 
 /** The largest response body read from the application (64 KiB). */
 export const MAX_RESPONSE_BYTES = 64 * 1024;
-
-/** Sockets kept per application host, so a burst of handshakes cannot open unbounded connections. */
-export const MAX_SOCKETS = 64;
 
 /** How a poster is set up. */
 export interface JsonPostOptions {
@@ -36,101 +33,93 @@ export interface JsonPoster {
   close(): void;
 }
 
-// OpenSSL verification codes (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...) and Node's
-// TLS codes (ERR_TLS_CERT_ALTNAME_INVALID, ERR_SSL_...): reported apart so operators see a trust problem.
-const TLS_ERROR = /CERT|SELF_SIGNED|^UNABLE_TO_|^ERR_TLS_|^ERR_SSL_/;
-
 // application/json or any structured +json type (RFC 6839), with optional parameters.
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
-/** Creates a poster; reads the CA file now, so a missing file fails at start-up. */
+// Redirects are not followed: a 3xx is as much a failure as a 5xx.
+const isSuccess = (status: number): boolean => status >= 200 && status <= 299;
+
+/** Creates a poster; reads the CA file now, so a missing file or one without a certificate fails at start-up. */
 export function createJsonPoster(options: JsonPostOptions): JsonPoster {
-  const extraCa = options.caFile === undefined ? undefined : readFileSync(options.caFile, 'utf8');
-  // Passing `ca` replaces Node's default store, so the system roots are added back explicitly.
-  const agent = new Agent({
-    keepAlive: true,
-    maxSockets: MAX_SOCKETS,
-    ...(extraCa === undefined ? {} : { ca: [...rootCertificates, extraCa] }),
-  });
-  const maxBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+  // Kept alive (one POST per handshake), within the client's default socket cap.
+  const client = createHttpsClient({ caFile: options.caFile, keepAlive: true });
+  const maxBodyBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
 
   return {
-    post(url, body) {
-      const target = new URL(url);
-      if (target.protocol !== 'https:') throw new TypeError(`not an https URL: ${target.origin}`);
-      const payload = Buffer.from(JSON.stringify(body));
-      return new Promise<JsonPostResult>((resolve) => {
-        let settled = false;
-        const finish = (result: JsonPostResult): void => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve(result);
-        };
-        const req = request(target, {
+    async post(url, body) {
+      let res: HttpsResponse;
+      try {
+        res = await client.request(url, {
           method: 'POST',
-          agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': payload.length,
-            accept: 'application/json',
-          },
+          headers: { 'content-type': 'application/json', accept: 'application/json' },
+          body: JSON.stringify(body),
+          timeoutMs: options.timeoutMs,
+          maxBodyBytes,
+          // Status and content type are judged before the body, so a refused answer is never read.
+          wantBody: (status, headers) => isSuccess(status) && JSON_TYPE.test(headers['content-type'] ?? ''),
         });
-        const timer = setTimeout(() => {
-          finish({ ok: false, reason: 'timeout' });
-          req.destroy();
-        }, options.timeoutMs);
-        req.on('error', (err: NodeJS.ErrnoException) => {
-          finish({ ok: false, reason: TLS_ERROR.test(err.code ?? '') ? 'tls' : 'network' });
-        });
-        req.on('response', (res) => {
-          const status = res.statusCode ?? 0;
-          // Redirects are not followed: a 3xx is as much a failure as a 5xx.
-          if (status < 200 || status > 299) {
-            finish({ ok: false, reason: 'http_status', status });
-            res.destroy();
-            return;
-          }
-          if (!JSON_TYPE.test(res.headers['content-type'] ?? '')) {
-            finish({ ok: false, reason: 'not_json' });
-            res.destroy();
-            return;
-          }
-          const declared = Number(res.headers['content-length'] ?? 0);
-          if (declared > maxBytes) {
-            finish({ ok: false, reason: 'too_large' });
-            res.destroy();
-            return;
-          }
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > maxBytes) {
-              finish({ ok: false, reason: 'too_large' });
-              res.destroy();
-              return;
-            }
-            chunks.push(chunk);
-          });
-          res.on('error', () => finish({ ok: false, reason: 'network' }));
-          // A connection cut mid-body ends in 'close' without 'end'.
-          res.on('close', () => {
-            if (!res.complete) finish({ ok: false, reason: 'network' });
-          });
-          res.on('end', () => {
-            try {
-              finish({ ok: true, status, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-            } catch {
-              finish({ ok: false, reason: 'not_json' });
-            }
-          });
-        });
-        req.end(payload);
-      });
+      } catch (err) {
+        return { ok: false, reason: failureOf(err) };
+      }
+      if (!isSuccess(res.status)) return { ok: false, reason: 'http_status', status: res.status };
+      if (!JSON_TYPE.test(res.headers['content-type'] ?? '')) return { ok: false, reason: 'not_json' };
+      try {
+        return { ok: true, status: res.status, body: JSON.parse(res.body.toString('utf8')) };
+      } catch {
+        return { ok: false, reason: 'not_json' };
+      }
     },
     close() {
-      agent.destroy();
+      client.close();
     },
   };
+}
+
+/** Maps a transport failure to a poster failure; anything else (a non-https URL included) is a bug. */
+function failureOf(err: unknown): JsonPostFailure {
+  if (!(err instanceof HttpsFetchError)) throw err;
+  switch (err.failure) {
+    case 'timeout':
+    case 'network':
+    case 'tls':
+    case 'too_large':
+      return err.failure;
+    case 'not_https':
+      // Callers check their URL when they are created.
+      throw err;
+    default:
+      return err.failure satisfies never;
+  }
+}
+
+/** Whether a parsed JSON value is a plain object. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Reads the identity part of an application's positive answer, `{sub, exp?, claims?}` (`exp` in
+ * seconds): anything ill-formed means the application is broken, which the client cannot fix, so
+ * AUTH_UNAVAILABLE; an `exp` already past means CREDENTIAL_EXPIRED.
+ */
+export function identityFromAnswer(
+  authenticator: string,
+  answer: Record<string, unknown>,
+  now: number,
+): AuthResult {
+  const { sub, exp, claims } = answer;
+  const badAnswer: AuthResult = { kind: 'fail', code: 'AUTH_UNAVAILABLE', reason: 'bad_answer' };
+  if (typeof sub !== 'string' || sub === '') return badAnswer;
+  if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) return badAnswer;
+  if (claims !== undefined && !isRecord(claims)) return badAnswer;
+  const expiresAt = exp === undefined ? null : exp * 1000;
+  if (expiresAt !== null && expiresAt <= now)
+    return { kind: 'fail', code: 'CREDENTIAL_EXPIRED', reason: 'expired' };
+  const principal: Principal = {
+    subject: sub,
+    claims: { ...claims, sub, ...(exp === undefined ? {} : { exp }) },
+    expiresAt,
+    authenticator,
+  };
+  return { kind: 'ok', principal };
 }

@@ -2,8 +2,6 @@
 // with the claim checks of RFC 8725 and the certificate binding of RFC 8705. Keys are imported
 // once; a handshake costs one signature verification. Header-supplied key locations (`jku`, `x5u`,
 // an embedded `jwk`) are never followed: jose only consults them when asked to, and it is not (A-05).
-import { createPublicKey, type JsonWebKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import {
   type CryptoKey,
   createLocalJWKSet,
@@ -22,6 +20,7 @@ import { JWS_ALGORITHMS, type JwtAuthenticatorConfig } from '../../config/schema
 import type { Principal } from '../../core/principal.js';
 import type { ErrorCode } from '../../protocol.js';
 import { createHttpsClient, type HttpsClient } from './fetch.js';
+import { type Algorithm, isKeySet, readKeyFile } from './jwt-keys.js';
 import { type BearerToken, extractBearerToken } from './token.js';
 import type { Authenticator, AuthInput, AuthResult, ClientCertificate } from './types.js';
 
@@ -62,8 +61,6 @@ export interface JwtAuthenticatorOptions {
   /** Called with the cause each time a JWKS fetch fails (TLS, DNS, status, timeout, bad JSON). */
   readonly onJwksError?: (error: Error) => void;
 }
-
-type Algorithm = JwtAuthenticatorConfig['algorithms'][number];
 
 const ABSENT: AuthResult = Object.freeze({ kind: 'absent' });
 const FAILURES = Object.fromEntries(
@@ -219,36 +216,9 @@ interface KeySource {
 
 // The schema already admits only these; the check here guards library callers too.
 const ASYMMETRIC: ReadonlySet<string> = new Set<Algorithm>(JWS_ALGORITHMS);
-const RSA_ALGORITHMS: readonly Algorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
-const EC_ALGORITHMS: Readonly<Record<string, Algorithm>> = {
-  'P-256': 'ES256',
-  'P-384': 'ES384',
-  'P-521': 'ES512',
-};
-
-/** The algorithms a public JWK can verify. */
-function algorithmsOf(jwk: JWK): readonly Algorithm[] {
-  if (jwk.use !== undefined && jwk.use !== 'sig') return [];
-  let algs: readonly Algorithm[] = [];
-  if (jwk.kty === 'RSA') algs = RSA_ALGORITHMS;
-  else if (jwk.kty === 'EC' && jwk.crv !== undefined && Object.hasOwn(EC_ALGORITHMS, jwk.crv)) {
-    algs = [EC_ALGORITHMS[jwk.crv] as Algorithm];
-  } else if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') algs = ['EdDSA'];
-  return jwk.alg === undefined ? algs : algs.filter((a) => a === jwk.alg);
-}
-
-/** Keys from keyFile: a PEM public key (SPKI) or certificate, a JWK, or a JWKS. Read once. */
+/** Keys from keyFile, read and imported once. */
 function fileKeys(path: string, allowed: readonly Algorithm[]): KeySource {
-  let keys: JWK[];
-  try {
-    keys = parseKeyFile(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const detail = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new Error(`keyFile ${path}: ${detail}`);
-  }
-  const usable = new Set(keys.flatMap(algorithmsOf));
-  const algorithms = allowed.filter((a) => usable.has(a));
-  if (algorithms.length === 0) throw new Error(`keyFile ${path}: no key usable with ${allowed.join(', ')}`);
+  const { keys, algorithms } = readKeyFile(path, allowed);
   const single = keys.length === 1 ? keys[0] : undefined;
   const getKey = single ? singleKey(single, algorithms) : keySet(keys);
   return { getKey, algorithms, close: () => {} };
@@ -282,62 +252,6 @@ function keySet(keys: JWK[]): JWTVerifyGetKey {
   };
 }
 
-function parseKeyFile(text: string): JWK[] {
-  const trimmed = text.trim();
-  if (trimmed.startsWith('-----BEGIN')) return [pemKey(trimmed)];
-  let json: unknown;
-  try {
-    json = JSON.parse(trimmed);
-  } catch {
-    throw new Error('not a PEM public key, certificate, JWK or JWKS');
-  }
-  if (isObject(json) && Array.isArray(json.keys)) {
-    if (json.keys.length === 0) throw new Error('the JWKS has no keys');
-    return json.keys.map((k, i) => publicJwk(k, `keys[${i}]`));
-  }
-  return [publicJwk(json, 'the JWK')];
-}
-
-function pemKey(pem: string): JWK {
-  const labels = [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map((m) => m[1]);
-  if (labels.length !== 1) throw new Error('expected exactly one PEM block (a public key or a certificate)');
-  const label = labels[0];
-  let key: KeyObject;
-  if (label === 'CERTIFICATE') key = new X509Certificate(pem).publicKey;
-  else if (label === 'PUBLIC KEY' || label === 'RSA PUBLIC KEY') key = createPublicKey(pem);
-  else throw new Error(`a ${label} block is not a public key: keyFile takes a public key or a certificate`);
-  checkStrength(key, 'the key');
-  return key.export({ format: 'jwk' }) as JWK;
-}
-
-function publicJwk(value: unknown, where: string): JWK {
-  if (!isObject(value) || typeof value.kty !== 'string') throw new Error(`${where} is not a JWK`);
-  if (value.kty === 'oct') throw new Error(`${where} is a symmetric key: only public keys are accepted`);
-  if ('d' in value || 'priv' in value) {
-    throw new Error(`${where} is a private key: keyFile takes public keys`);
-  }
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: value as JsonWebKey, format: 'jwk' });
-  } catch {
-    throw new Error(`${where} is not a valid public key`);
-  }
-  checkStrength(key, where);
-  return value as JWK;
-}
-
-// jose refuses RSA keys under 2048 bits per token; refuse them here, once, with the file named.
-function checkStrength(key: KeyObject, where: string): void {
-  const bits = key.asymmetricKeyDetails?.modulusLength;
-  if (key.asymmetricKeyType === 'rsa' && (bits === undefined || bits < 2048)) {
-    throw new Error(`${where} is an RSA key under 2048 bits`);
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Keys from jwksUrl through jose's cached remote set, fetched by our HTTPS client. */
 function remoteKeys(config: JwtAuthenticatorConfig, options: JwtAuthenticatorOptions): KeySource {
   const url = new URL(config.jwksUrl as string);
@@ -359,7 +273,7 @@ function remoteKeys(config: JwtAuthenticatorConfig, options: JwtAuthenticatorOpt
       });
       if (res.status !== 200) throw new Error(`JWKS endpoint answered HTTP ${res.status}`);
       const json: unknown = JSON.parse(res.body.toString('utf8'));
-      if (!isObject(json) || !Array.isArray(json.keys) || !json.keys.every(isObject)) {
+      if (!isKeySet(json)) {
         throw new Error('JWKS endpoint answered something other than a JSON Web Key Set');
       }
       return new Response(res.body, { status: 200, headers: { 'content-type': 'application/json' } });

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { WebhookAuthenticatorConfig } from '../../config/schema.js';
 import type { Principal } from '../../core/principal.js';
 import { logSafe } from '../audit.js';
-import { createJsonPoster, type JsonPoster } from './https-post.js';
+import { createJsonPoster, identityFromAnswer, isRecord, type JsonPoster } from './https-post.js';
 import type { Authenticator, AuthResult } from './types.js';
 
 /** Positive answers kept at most when cacheMs > 0; the oldest is dropped first. */
@@ -23,10 +23,6 @@ export interface WebhookRequest {
   readonly headers: Record<string, string>;
   readonly route: string;
   readonly remote: string;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function unavailable(reason: string): AuthResult {
@@ -59,21 +55,8 @@ export function createWebhookAuthenticator(
       options.debug?.({ event: 'auth', authenticator: name, outcome: 'denied', appReason }, 'webhook denied');
       return { kind: 'fail', code: 'FORBIDDEN', reason: 'webhook_denied' };
     }
-    const { sub, exp, claims } = answer;
-    if (answer.allow !== true || typeof sub !== 'string' || sub === '') return unavailable('bad_answer');
-    if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp)))
-      return unavailable('bad_answer');
-    if (claims !== undefined && !isRecord(claims)) return unavailable('bad_answer');
-    const expiresAt = exp === undefined ? null : exp * 1000;
-    if (expiresAt !== null && expiresAt <= now)
-      return { kind: 'fail', code: 'CREDENTIAL_EXPIRED', reason: 'expired' };
-    const principal: Principal = {
-      subject: sub,
-      claims: { ...claims, sub, ...(exp === undefined ? {} : { exp }) },
-      expiresAt,
-      authenticator: name,
-    };
-    return { kind: 'ok', principal };
+    if (answer.allow !== true) return unavailable('bad_answer');
+    return identityFromAnswer(name, answer, now);
   }
 
   return {
