@@ -100,6 +100,7 @@ export const ERRORS = {
     message: 'Credential expired; refresh and reconnect',
   },
   CREDENTIAL_REVOKED: { status: 401, close: 4401, retry: 'never', message: 'Credential revoked' },
+  CERTIFICATE_REVOKED: { status: 403, close: 4403, retry: 'never', message: 'Client certificate revoked' },
   DISCONNECTED: { status: 403, close: 1008, retry: 'backoff', message: 'Disconnected by an operator' },
   AUTH_UNAVAILABLE: {
     status: 503,

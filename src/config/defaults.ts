@@ -18,6 +18,7 @@ export const STARTER = {
 export const EXAMPLES: Readonly<Record<string, unknown>> = {
   'tls.clientCa': 'certs/ca.crt',
   'tls.crl': 'certs/ca.crl',
+  'tls.sni': [{ servername: 'chat.example.com', cert: 'certs/chat.crt', key: 'certs/chat.key' }],
   'tls.dev': true,
   hosts: ['gateway.example.com'],
   trustedProxies: ['10.0.0.0/8'],

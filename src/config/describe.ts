@@ -271,6 +271,14 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
   'tls.devDir': 'Directory (relative to the config file) where tls.dev keeps its CA and certificate.',
   'tls.hstsMaxAgeSeconds':
     'Seconds in the Strict-Transport-Security header on HTTP answers; at least one year, as browsers preload lists require.',
+  'tls.sni':
+    'Extra certificates chosen by the TLS server name (SNI); clients that send another name get tls.cert.',
+  'tls.sni[].servername':
+    'The SNI name this certificate serves: a DNS name, or *.example.com for exactly one label.',
+  'tls.sni[].cert': 'PEM certificate chain file for this name; watched and reloaded like tls.cert.',
+  'tls.sni[].key': 'PEM private key file for this name; keep it readable by the gateway user only.',
+  'tls.expiryWarningDays':
+    'A server certificate this close to its notAfter is logged as a warning at start, on reload and daily.',
 
   hosts:
     'Allowed Host header values (HOST_NOT_ALLOWED, 421, otherwise). Empty accepts any Host; list your names to stop DNS rebinding.',

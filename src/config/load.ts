@@ -80,6 +80,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
           ...optional('clientCa', abs(config.tls.clientCa)),
           ...optional('crl', abs(config.tls.crl)),
           devDir: resolve(baseDir, config.tls.devDir),
+          sni: config.tls.sni.map((e) => ({ ...e, cert: abs(e.cert) as string, key: abs(e.key) as string })),
         };
   const routes = config.routes.map((route) => ({
     ...route,

@@ -36,6 +36,21 @@ export const TlsSchema = z.strictObject({
   dev: z.boolean().default(false),
   devDir: z.string().min(1).default('.portcullis'),
   hstsMaxAgeSeconds: z.number().int().min(31_536_000).default(31_536_000),
+  sni: z
+    .array(
+      z.strictObject({
+        servername: z
+          .string()
+          .regex(
+            /^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/,
+            'must be a DNS name, optionally *.example.com',
+          ),
+        cert: z.string().min(1),
+        key: z.string().min(1),
+      }),
+    )
+    .default([]),
+  expiryWarningDays: z.number().int().min(1).max(365).default(30),
 });
 
 export const PerIpSchema = z.strictObject({

@@ -66,3 +66,11 @@ export async function createCrl(ca: Issued, revoked: RevokedEntry[], opts: CrlOp
   });
   return toPem('X509 CRL', Buffer.from(crl.rawData));
 }
+
+/** The serial numbers (normalised hex) a PEM or DER CRL revokes; throws on a malformed CRL. */
+export function revokedSerials(crl: string | Buffer): Set<string> {
+  const parsed = new x509.X509Crl(typeof crl === 'string' ? crl : crl.toString('utf8'));
+  return new Set(
+    parsed.entries.map((entry) => normalizeSerial(entry.serialNumber).replace(/^(00)+(?=.)/, '')),
+  );
+}

@@ -1,6 +1,13 @@
 // The PKI module's public surface: import from here, not from the files behind it.
 export { type CaOptions, createCa, DEFAULT_CA_DAYS, DEFAULT_CA_NAME } from './ca.js';
-export { type CrlOptions, createCrl, DEFAULT_CRL_DAYS, normalizeSerial, type RevokedEntry } from './crl.js';
+export {
+  type CrlOptions,
+  createCrl,
+  DEFAULT_CRL_DAYS,
+  normalizeSerial,
+  type RevokedEntry,
+  revokedSerials,
+} from './crl.js';
 export {
   DEV_BASE_HOSTS,
   DEV_CA_DAYS,

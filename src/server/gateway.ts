@@ -1,7 +1,7 @@
 // The gateway: owns the listener, the compiled policy, the sessions and the engine, and turns each
 // upgrade request into exactly one audited decision. Decisions are made in core/; this file only
 // translates requests, calls core, and writes the answer.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +30,7 @@ import { openSession, type SessionRules, sessionRules } from '../core/session.js
 import { MemoryEngine } from '../engine/memory.js';
 import type { Engine } from '../engine/types.js';
 import { ensureDevCertificates } from '../pki/dev.js';
+import { normalizeSerial, revokedSerials } from '../pki/index.js';
 import { ERRORS, type ErrorCode } from '../protocol.js';
 import {
   type AuditLogger,
@@ -50,6 +51,7 @@ import { type RefusalOptions, sendJson, sendRefusal, writeRefusal } from './http
 import {
   clientCertProblem,
   createListener,
+  SniContexts,
   secureContextOptions,
   type TlsFiles,
   tlsSocketOf,
@@ -90,6 +92,8 @@ export interface GatewayStats {
   messagesOut: number;
   bytesIn: number;
   bytesOut: number;
+  /** The earliest notAfter (ms) of the server certificates, for the expiry metric; 0 before listen. */
+  serverCertificateNotAfter: number;
 }
 
 /** A running gateway. */
@@ -160,6 +164,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     messagesOut: 0,
     bytesIn: 0,
     bytesOut: 0,
+    serverCertificateNotAfter: 0,
   };
   private readonly log: AuditLogger;
   private readonly engine: Engine;
@@ -177,6 +182,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   private unwatch: (() => void) | undefined;
   private readonly refusedSockets = new WeakSet<Duplex>();
   private authenticators = new Map<string, Authenticator>();
+  private readonly sni = new SniContexts();
   private brokers = new Map<string, Broker<Session> & Target>();
   private publishKey: Buffer | undefined;
   private authFailureRule!: RateRule;
@@ -220,7 +226,10 @@ class PortcullisGateway implements Gateway, SessionHost {
         crl: config.tls.crl,
       };
     }
-    const server = createListener(config, this.files);
+    if (config.tls !== false && this.files) {
+      this.sni.load(config.tls, secureContextOptions(config.tls, this.files));
+    }
+    const server = createListener(config, this.files, this.sni);
     this.server = server;
     this.attach(server);
     await new Promise<void>((resolve, reject) => {
@@ -235,8 +244,19 @@ class PortcullisGateway implements Gateway, SessionHost {
     );
     if (this.files) {
       const files = this.files;
-      const paths = [files.cert, files.key, files.clientCa, files.crl].filter((p): p is string => !!p);
-      this.unwatch = watchFiles(paths, () => this.reloadCertificates('watch'));
+      const sniFiles = config.tls === false ? [] : config.tls.sni.flatMap((e) => [e.cert, e.key]);
+      const paths = [files.cert, files.key, files.clientCa, files.crl, ...sniFiles].filter(
+        (p): p is string => !!p,
+      );
+      const unwatch = watchFiles(paths, () => this.reloadCertificates('watch'));
+      // Certificates close to expiry are reported at start and then daily (and exposed in stats).
+      this.checkCertificateExpiry();
+      const daily = setInterval(() => this.checkCertificateExpiry(), 24 * 60 * 60 * 1000);
+      daily.unref();
+      this.unwatch = () => {
+        unwatch();
+        clearInterval(daily);
+      };
     }
     const address = this.address() as AddressInfo;
     const scheme = config.tls === false ? 'ws' : 'wss';
@@ -459,8 +479,15 @@ class PortcullisGateway implements Gateway, SessionHost {
       const problem = clientCertProblem(socket, this.config.tls.clientAuth);
       if (problem) {
         this.stats.tlsRejected++;
+        const subject = socket.getPeerCertificate()?.subject?.CN;
         this.log.info(
-          { event: 'tls', outcome: 'rejected', reason: problem, remote: socket.remoteAddress },
+          {
+            event: 'tls',
+            outcome: 'rejected',
+            reason: problem,
+            remote: socket.remoteAddress,
+            subject: logSafe(typeof subject === 'string' ? subject : null),
+          },
           'client certificate refused',
         );
         socket.destroy();
@@ -804,6 +831,9 @@ class PortcullisGateway implements Gateway, SessionHost {
         }
       }
       (req as TaggedRequest)[kChosenProtocol] = subprotocol ?? false;
+      // A verified client certificate bounds the connection's life like any credential, and its
+      // serial lets a CRL update close the connection (issue 4).
+      const cert = verifiedCert(socket);
       let upgraded = false;
       route.wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;
@@ -817,9 +847,10 @@ class PortcullisGateway implements Gateway, SessionHost {
             identity,
             subprotocol,
             principal,
+            certSerial: cert?.serial ?? null,
           },
           route.rules,
-          openSession(route.rules, now, principal?.expiresAt ?? -1),
+          openSession(route.rules, now, earliest(principal?.expiresAt ?? null, cert?.notAfter ?? null)),
           route.target,
           this,
         );
@@ -918,10 +949,13 @@ class PortcullisGateway implements Gateway, SessionHost {
   }
 
   private closeWhere(match: (p: Principal) => boolean, code: ErrorCode): number {
+    return this.closeSessions((s) => s.info.principal !== null && match(s.info.principal), code);
+  }
+
+  private closeSessions(match: (s: Session) => boolean, code: ErrorCode): number {
     let closed = 0;
     for (const session of this.ticker.members) {
-      const principal = session.info.principal;
-      if (principal && match(principal)) {
+      if (match(session)) {
         session.close(code);
         closed++;
       }
@@ -990,8 +1024,23 @@ class PortcullisGateway implements Gateway, SessionHost {
     if (!this.files || !this.server || tls === false || !('setSecureContext' in this.server)) return;
     try {
       const context = secureContextOptions(tls, this.files);
+      this.sni.load(tls, context);
       (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(context);
+      this.checkCertificateExpiry();
       this.log.info({ event: 'certificates', outcome: 'reloaded', reason }, 'certificates reloaded');
+      if (context.crl) {
+        // New handshakes see the new CRL through the secure context; open connections are checked here.
+        const revoked = revokedSerials(context.crl as Buffer);
+        const closed = this.closeSessions(
+          (s) => s.info.certSerial !== null && revoked.has(s.info.certSerial),
+          'CERTIFICATE_REVOKED',
+        );
+        if (closed > 0)
+          this.log.info(
+            { event: 'certificates', outcome: 'revoked', closed },
+            'closed connections with revoked certificates',
+          );
+      }
     } catch (err) {
       // A half-written file (mid-rotation) must not take the listener down: keep the old context.
       this.log.warn(
@@ -999,6 +1048,30 @@ class PortcullisGateway implements Gateway, SessionHost {
         'certificate reload failed; keeping the previous certificates',
       );
     }
+  }
+
+  /** Records the earliest server-certificate expiry and warns when it is near. */
+  private checkCertificateExpiry(): void {
+    const tls = this.config.tls;
+    if (!this.files || tls === false) return;
+    const files = [this.files.cert, ...tls.sni.map((e) => e.cert)];
+    let earliestNotAfter = Number.POSITIVE_INFINITY;
+    for (const file of files) {
+      try {
+        const notAfter = Date.parse(new X509Certificate(readFileSync(file)).validTo);
+        const daysLeft = Math.floor((notAfter - Date.now()) / 86_400_000);
+        earliestNotAfter = Math.min(earliestNotAfter, notAfter);
+        if (daysLeft <= tls.expiryWarningDays) {
+          this.log.warn(
+            { event: 'certificates', outcome: 'expiring', file, daysLeft },
+            'server certificate expires soon',
+          );
+        }
+      } catch (err) {
+        this.log.warn({ event: 'certificates', outcome: 'unreadable', file, err: (err as Error).message });
+      }
+    }
+    if (Number.isFinite(earliestNotAfter)) this.stats.serverCertificateNotAfter = earliestNotAfter;
   }
 
   private tlsSummary(socket: Duplex): TlsSummary | null {
@@ -1072,6 +1145,25 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/** The verified client certificate's serial and expiry, or null when none was presented. */
+function verifiedCert(socket: Duplex): { serial: string; notAfter: number } | null {
+  const tls = tlsSocketOf(socket);
+  if (!tls?.authorized) return null;
+  const peer = tls.getPeerCertificate();
+  if (!peer?.serialNumber) return null;
+  const notAfter = Date.parse(peer.valid_to);
+  return {
+    serial: normalizeSerial(peer.serialNumber).replace(/^(00)+(?=.)/, ''),
+    notAfter: Number.isFinite(notAfter) ? notAfter : 0,
+  };
+}
+
+/** The earlier of two optional instants, as a session deadline (-1 for none). */
+function earliest(a: number | null, b: number | null): number {
+  if (a === null) return b ?? -1;
+  return b === null ? a : Math.min(a, b);
 }
 
 function socketRemote(socket: Duplex): string | null {

@@ -7,7 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { basename, dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { Config, TlsConfig } from '../config/schema.js';
 
 /** TLS 1.3 suites first, then TLS 1.2 ECDHE with AEAD only (no CBC, no RSA key exchange). */
@@ -49,8 +49,42 @@ export function secureContextOptions(tls: TlsConfig, files: TlsFiles): SecureCon
   };
 }
 
+/** Certificates chosen by SNI name (tls.sni), swapped whole on every reload. */
+export class SniContexts {
+  private exact = new Map<string, SecureContext>();
+  private wildcard = new Map<string, SecureContext>();
+
+  /** Builds every context first, so a broken file leaves the previous set in place (throws). */
+  load(tls: TlsConfig, base: SecureContextOptions): void {
+    const exact = new Map<string, SecureContext>();
+    const wildcard = new Map<string, SecureContext>();
+    for (const entry of tls.sni) {
+      const context = createSecureContext({
+        ...base,
+        cert: readFileSync(entry.cert),
+        key: readFileSync(entry.key),
+      });
+      const name = entry.servername.toLowerCase();
+      if (name.startsWith('*.')) wildcard.set(name.slice(1), context);
+      else exact.set(name, context);
+    }
+    this.exact = exact;
+    this.wildcard = wildcard;
+  }
+
+  /** The context for a client's SNI name, or undefined for the default certificate. */
+  lookup(servername: string): SecureContext | undefined {
+    const name = servername.toLowerCase();
+    const hit = this.exact.get(name);
+    if (hit) return hit;
+    // A wildcard covers exactly one label, as in certificates themselves.
+    const dot = name.indexOf('.');
+    return dot > 0 ? this.wildcard.get(name.slice(dot)) : undefined;
+  }
+}
+
 /** Creates the HTTP(S) server with every limit set explicitly. */
-export function createListener(config: Config, files: TlsFiles | undefined): http.Server {
+export function createListener(config: Config, files: TlsFiles | undefined, sni?: SniContexts): http.Server {
   const { limits } = config;
   const httpOptions: http.ServerOptions = {
     maxHeaderSize: limits.maxHeaderBytes,
@@ -77,6 +111,12 @@ export function createListener(config: Config, files: TlsFiles | undefined): htt
       // Verified by hand in 'secureConnection' so the reason can be logged (T-06/T-07).
       rejectUnauthorized: false,
       ALPNProtocols: ['http/1.1'],
+      ...(sni && tls.sni.length > 0
+        ? {
+            SNICallback: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) =>
+              cb(null, sni.lookup(name)),
+          }
+        : {}),
     });
   }
   server.maxHeadersCount = limits.maxHeaderCount + 1; // one over, so checkHandshake sees the overflow

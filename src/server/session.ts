@@ -60,6 +60,8 @@ export interface SessionInfo {
   readonly subprotocol: string | undefined;
   /** The verified principal, or null on an `auth: none` route; replaced by an in-band refresh. */
   principal: Principal | null;
+  /** The serial (normalised hex) of the verified client certificate, for CRL updates. */
+  readonly certSerial: string | null;
 }
 
 /** What the session reports back to the gateway. */
