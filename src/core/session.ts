@@ -70,6 +70,8 @@ export function openSession(rules: SessionRules, now: number, expiresAt = -1): S
 
 /** Admits a data message of `size` bytes, or says to wait (throttle), drop it or close. */
 export function admitMessage(rules: SessionRules, state: SessionState, size: number, now: number): Admission {
+  // Past the credential's expiry nothing is delivered, even before the deadline clock ticks (A-07).
+  if (state.expiresAt >= 0 && now >= state.expiresAt) return { type: 'close', code: 'CREDENTIAL_EXPIRED' };
   state.lastActivityAt = now;
   const waitMessages = take(rules.messages, state.messages, now, 1);
   const waitBytes = waitMessages === 0 ? take(rules.bytes, state.bytes, now, size) : waitMessages;

@@ -40,6 +40,7 @@ import {
   logSafe,
   type TlsSummary,
 } from './audit.js';
+import type { BasicAuthenticator } from './auth/basic.js';
 import { clientCertificateOf } from './auth/cert.js';
 import { createAuthenticator } from './auth/index.js';
 import type { TicketAuthenticator } from './auth/ticket.js';
@@ -135,6 +136,8 @@ interface CompiledRoute {
   readonly authenticators: readonly Authenticator[];
   /** The ticket authenticator, when the route accepts tickets. */
   readonly ticket: TicketAuthenticator | undefined;
+  /** What a 401 on this route challenges with (undefined: the default, Bearer). */
+  readonly challenges: readonly string[] | undefined;
 }
 
 const ECHO: Target = {
@@ -404,6 +407,7 @@ class PortcullisGateway implements Gateway, SessionHost {
         target: targets.get(route.path) as Target,
         authenticators: auth,
         ticket: auth.find((a): a is TicketAuthenticator => a.type === 'ticket'),
+        challenges: challengesOf(auth),
       });
     }
     for (const old of this.authenticators.values()) old.close?.();
@@ -552,8 +556,13 @@ class PortcullisGateway implements Gateway, SessionHost {
     return { hsts: this.hsts, retryAfterMs };
   }
 
-  private refuse(socket: Duplex, code: ErrorCode, retryAfterMs?: number): void {
-    writeRefusal(socket, code, this.refusal(retryAfterMs));
+  private refuse(
+    socket: Duplex,
+    code: ErrorCode,
+    retryAfterMs?: number,
+    challenges?: readonly string[],
+  ): void {
+    writeRefusal(socket, code, { ...this.refusal(retryAfterMs), challenges });
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -759,9 +768,11 @@ class PortcullisGateway implements Gateway, SessionHost {
         ...extra,
       });
     };
+    // Set once the route is known, so its 401s name the schemes it accepts (Basic realm, Bearer).
+    let challenges: readonly string[] | undefined;
     const reject = (code: ErrorCode, extra: Partial<HandshakeEvent> = {}, retryAfterMs?: number) => {
       record(code, extra);
-      this.refuse(socket, code, retryAfterMs);
+      this.refuse(socket, code, retryAfterMs, challenges);
     };
     if (this.draining) return reject('SHUTTING_DOWN', {}, 1000);
     if (this.pending >= this.config.limits.maxPendingHandshakes) return reject('SERVER_BUSY', {}, 1000);
@@ -777,6 +788,7 @@ class PortcullisGateway implements Gateway, SessionHost {
         });
       }
       const route = this.routes.get(verdict.route.path) as CompiledRoute;
+      challenges = route.challenges;
       const base = { route: route.policy.path, origin: logSafe(verdict.origin) };
       // Identity before any slot is taken and before any byte is sent.
       let principal: Principal | null = null;
@@ -934,6 +946,13 @@ class PortcullisGateway implements Gateway, SessionHost {
   ): { ok: boolean; delivered: number } {
     let delivered = 0;
     let ok = false;
+    // All or nothing: routes may cap names differently (maxChannelNameBytes), and a publication
+    // reported as refused must not have reached a subscriber on an earlier route. The data fails
+    // to serialise on the first route or on none, so only the name needs checking first.
+    for (const [path, broker] of this.brokers) {
+      if (options.route !== undefined && options.route !== path) continue;
+      if (!broker.acceptsChannel(channel)) return { ok: false, delivered: 0 };
+    }
     for (const [path, broker] of this.brokers) {
       if (options.route !== undefined && options.route !== path) continue;
       const result = broker.publish(channel, data);
@@ -1164,6 +1183,18 @@ function verifiedCert(socket: Duplex): { serial: string; notAfter: number } | nu
 function earliest(a: number | null, b: number | null): number {
   if (a === null) return b ?? -1;
   return b === null ? a : Math.min(a, b);
+}
+
+// RFC 9110 section 11.6.1: a 401 names the schemes the resource accepts: Basic with its realm,
+// Bearer for jwt. Cookies, tickets, certificates and webhooks have no scheme to challenge with,
+// so a route with only those keeps the default.
+function challengesOf(authenticators: readonly Authenticator[]): string[] | undefined {
+  const challenges = new Set<string>();
+  for (const a of authenticators) {
+    if (a.type === 'jwt') challenges.add('Bearer');
+    else if (a.type === 'basic') challenges.add((a as BasicAuthenticator).challenge);
+  }
+  return challenges.size > 0 ? [...challenges] : undefined;
 }
 
 function socketRemote(socket: Duplex): string | null {

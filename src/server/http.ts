@@ -9,6 +9,8 @@ export interface RefusalOptions {
   /** The Strict-Transport-Security value, or undefined on plaintext (it must never go over http). */
   readonly hsts: string | undefined;
   readonly retryAfterMs?: number | undefined;
+  /** The route's WWW-Authenticate challenges for a 401, one header each (default: Bearer). */
+  readonly challenges?: readonly string[] | undefined;
 }
 
 // How long a refused socket may take to flush its answer before it is destroyed.
@@ -38,11 +40,12 @@ export function refusalHeaders(
     case 'UPGRADE_REQUIRED':
       headers.push(['Upgrade', 'websocket']);
       break;
-    case 'UNAUTHENTICATED':
-      headers.push(['WWW-Authenticate', 'Bearer']);
-      break;
     default:
       break;
+  }
+  // RFC 9110 section 15.5.2: every 401 carries a challenge (expired and revoked credentials too).
+  if (ERRORS[code].status === 401) {
+    for (const challenge of options.challenges ?? ['Bearer']) headers.push(['WWW-Authenticate', challenge]);
   }
   if (options.retryAfterMs !== undefined) {
     headers.push(['Retry-After', String(Math.max(1, Math.ceil(options.retryAfterMs / 1000)))]);

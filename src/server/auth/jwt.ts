@@ -110,6 +110,14 @@ export function createJwtAuthenticator(
     input: AuthInput,
     found: BearerToken & { kind: 'token' },
   ): AuthResult => {
+    // jose checks iat only when maxTokenAge is set; a token issued in the future is not yet valid
+    // with or without it. jose has already refused an iat that is not a number.
+    if (
+      typeof payload.iat === 'number' &&
+      payload.iat > Math.floor(input.now / 1000) + config.clockToleranceSec
+    ) {
+      return FAILURES.not_yet_valid;
+    }
     const subject = Object.hasOwn(payload, subjectClaim) ? payload[subjectClaim] : undefined;
     if (typeof subject !== 'string' || subject === '') return FAILURES.missing_subject;
     if (!bindingHolds(payload.cnf, input.clientCert)) return FAILURES.cnf_mismatch;
