@@ -345,7 +345,7 @@ describe('TLS listener (threats T-01..T-04)', () => {
     await canary(gw);
   });
 
-  it('T-04a answers plaintext HTTP on the TLS port with 0 bytes and a close', async () => {
+  it('T-04 (a) answers plaintext HTTP on the TLS port with 0 bytes and a close', async () => {
     const logsBefore = gw.logs.length;
     const { data, closed } = await plainExchange(gw.port, 'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
     assert.equal(closed, true);
@@ -361,7 +361,7 @@ describe('TLS listener (threats T-01..T-04)', () => {
     await canary(gw);
   });
 
-  it('T-04b refuses tls: false off loopback; on loopback it serves plain ws:// and never sends HSTS', async () => {
+  it('T-04 (b) refuses tls: false off loopback; on loopback it serves plain ws:// and never sends HSTS', async () => {
     const base = { routes: [echoRoute()], tls: false as const };
     for (const host of ['0.0.0.0', '::', '192.168.1.10', 'gw.example.com', '127.0.0.1.nip.io']) {
       assert.throws(
@@ -403,7 +403,7 @@ describe('TLS listener (threats T-01..T-04)', () => {
     }
   });
 
-  it('T-04c sends Strict-Transport-Security (max-age >= 1 year; includeSubDomains) on every HTTPS response', async () => {
+  it('T-04 (c) sends Strict-Transport-Security (max-age >= 1 year; includeSubDomains) on every HTTPS response', async () => {
     const cases: { label: string; request: string; status: number; code?: string }[] = [
       { label: '101', request: HS(), status: 101 },
       {
