@@ -181,6 +181,11 @@ export class Broker<S extends BrokerSession = Session> {
     return { ok: true, delivered: this.deliver(channel, json, now) };
   }
 
+  /** True when publish() would accept this channel name on this route; delivers nothing. */
+  acceptsChannel(channel: string): boolean {
+    return isValidChannelName(channel, this.config.maxChannelNameBytes);
+  }
+
   /**
    * Re-runs the ACL for each of the session's subscriptions now, dropping the ones its principal
    * no longer grants (with an error frame naming the channel). Call after the principal changed.
