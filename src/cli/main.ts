@@ -1,12 +1,11 @@
 // The `portcullis` command: parse the first words, call a module, return an exit code.
-import { configCommand } from './config.js';
 import { type Io, processIo } from './io.js';
-import { serveCommand } from './serve.js';
 
 const USAGE = `usage: portcullis <command>
   serve [--config FILE]     run the gateway (default portcullis.yaml; - reads stdin)
   config check FILE         validate a config file; exit 0 when valid, 1 otherwise
   config defaults           print the full config with every default, commented
+  pki <command>             local CA, certificates, CRL and SPKI pins (portcullis pki help)
   help                      this text`;
 
 /** Runs the CLI with argv (without node and the script); resolves with the exit code. */
@@ -14,9 +13,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serveCommand(rest, io);
+      return (await import('./serve.js')).serveCommand(rest, io);
     case 'config':
-      return configCommand(rest, io);
+      return (await import('./config.js')).configCommand(rest, io);
+    case 'pki':
+      return (await import('./pki.js')).pkiCommand(rest, io);
     case 'help':
     case '--help':
     case '-h':
