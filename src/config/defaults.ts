@@ -55,7 +55,19 @@ export const EXAMPLES: Readonly<Record<string, unknown>> = {
   'routes[].require': { claims: { amr: 'mfa', role: { oneOf: ['admin', 'staff'] } } },
   'routes[].subprotocols': ['chat.v1'],
   'routes[].schema': 'schemas/chat.json',
-  'routes[].upstream': { url: 'ws://127.0.0.1:9000' },
+  'routes[].upstream': {
+    url: ['wss://10.0.0.5:9443', 'wss://10.0.0.6:9443'],
+    ca: 'certs/upstream-ca.crt',
+    pins: ['sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='],
+    cert: 'certs/gateway-client.crt',
+    key: 'certs/gateway-client.key',
+    servername: 'chat.internal',
+    healthCheck: { path: '/healthz' },
+    passHeaders: ['x-request-id'],
+    identityKeyFile: 'keys/identity.key',
+    identityAudience: 'chat-app',
+    identityClaims: ['role'],
+  },
   'routes[].broker': {
     channels: [
       {

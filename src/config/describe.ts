@@ -345,6 +345,8 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
     'Identities allowed, exact or with * wildcards (e.g. device-*); a verified certificate alone is not enough.',
 
   routes: 'The WebSocket endpoints, at least one. Each has its own origins, auth, limits and one target.',
+  'authenticators.<name>[type=ticket].issueWith':
+    "Authenticators whose credentials may mint tickets at POST /.portcullis/ticket; empty means the route's other authenticators. Lets a route accept only tickets on the socket while a cookie mints them.",
   'authenticators.<name>[type=ticket].ttlMs':
     'Milliseconds a one-time connection ticket stays valid after it is issued (at most 5 minutes).',
   'authenticators.<name>[type=ticket].maxOutstanding':
@@ -352,7 +354,7 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
   'authenticators.<name>[type=cookie].name':
     'Name of the session cookie. Browsers send cookies by themselves, so a cookie route relies on its origins list.',
   'authenticators.<name>[type=cookie].keyFiles':
-    'PEM public key files that verify signed session cookies (several for key rotation); give this or introspectUrl.',
+    'Files holding HMAC secrets (at least 32 bytes) that verify signed session cookies; the first is current, the rest are previous keys still accepted during rotation. Give this or introspectUrl.',
   'authenticators.<name>[type=cookie].introspectUrl':
     'https:// URL asked whether a session cookie is valid; give this or keyFiles.',
   'authenticators.<name>[type=cookie].introspectCaFile':
@@ -432,8 +434,60 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
   'routes[].schema':
     'JSON Schema file (JSON or YAML) every message must satisfy: text only, valid JSON, and schema-valid (SCHEMA_VIOLATION, 1008).',
   'routes[].echo': 'Target: send every message back to the sender (for testing and health checks).',
-  'routes[].upstream': 'Target: relay to a backend WebSocket server (reserved; not available yet).',
-  'routes[].upstream.url': 'Backend ws:// or wss:// URL to relay to.',
+  'routes[].upstream':
+    'Target: relay to a backend WebSocket application (gateway mode). The gateway connects before answering the client, so an unavailable upstream is a 502/503/504, never a 101 then a close.',
+  'routes[].upstream.url':
+    'The upstream ws:// or wss:// URL, or a list of them (all ws:// or all wss://) balanced per balance. Without a path the client path is passed on; a path replaces it (like nginx proxy_pass).',
+  'routes[].upstream.ca':
+    'PEM file of the CA(s) that issue the upstream certificates; when set, only these are trusted for wss:// upstreams (not the public roots).',
+  'routes[].upstream.pins':
+    'SPKI pins (sha256/<base64>) of which some certificate in the upstream chain must match, after the normal verification.',
+  'routes[].upstream.cert': 'PEM client certificate for mutual TLS to the upstream (with key).',
+  'routes[].upstream.key': 'PEM private key of cert (a secret: keep it readable by the gateway user only).',
+  'routes[].upstream.servername':
+    'TLS server name (SNI) sent to the upstream and checked against its certificate; the URL host by default.',
+  'routes[].upstream.balance':
+    'How a new connection picks among several urls: round-robin, or least-connections (fewest open connections from this route).',
+  'routes[].upstream.connectTimeoutMs':
+    'Milliseconds for the whole upstream handshake (TCP, TLS, 101); past it the client gets UPSTREAM_TIMEOUT (504).',
+  'routes[].upstream.retries':
+    'Other upstreams to try when one refuses the TCP connection (no byte reached an application, so it is safe); never after a timeout or an HTTP answer.',
+  'routes[].upstream.ejectAfterFailures':
+    'Failed connections in a row (refused, reset, timeout, TLS, 5xx, fake 101) after which an upstream is taken out for ejectForMs.',
+  'routes[].upstream.ejectForMs': 'Milliseconds an ejected upstream gets no new connections.',
+  'routes[].upstream.healthCheck':
+    'Active health checks of every upstream. Absent by default: only passive ejection applies. With no healthy upstream, clients get UPSTREAM_UNAVAILABLE (503).',
+  'routes[].upstream.healthCheck.type':
+    'http: GET path must answer 2xx. websocket: a WebSocket handshake to path must succeed (for apps without a health endpoint).',
+  'routes[].upstream.healthCheck.path': 'Path (and query) the check requests on each upstream.',
+  'routes[].upstream.healthCheck.intervalMs': 'Milliseconds between two rounds of checks.',
+  'routes[].upstream.healthCheck.timeoutMs': 'Milliseconds one check may take; slower counts as failed.',
+  'routes[].upstream.healthCheck.healthyAfter':
+    'Passing checks in a row that bring an unhealthy upstream back.',
+  'routes[].upstream.healthCheck.unhealthyAfter': 'Failing checks in a row that take an upstream out.',
+  'routes[].upstream.passHeaders':
+    'Client request headers passed to the upstream (an allowlist; empty by default). Forwarding, X-Portcullis-*, hop-by-hop, Sec-WebSocket-* and underscore names cannot be listed.',
+  'routes[].upstream.passQuery':
+    'Pass the client query string on (access_token and ticket parameters are always removed).',
+  'routes[].upstream.forwardedHeaders':
+    'Add X-Forwarded-For (the client address as the gateway determined it), X-Forwarded-Proto and X-Forwarded-Host; client-sent copies are always removed.',
+  'routes[].upstream.identityHeader':
+    'Send the verified identity as X-Portcullis-Identity: a short-lived ES256 JWT the app verifies with the JWKS at /.well-known/portcullis/jwks.json. Not sent on auth: none routes.',
+  'routes[].upstream.identityKeyFile':
+    'PEM EC P-256 private key that signs identities (share it between gateway instances); a key generated at start by default.',
+  'routes[].upstream.identityTtlSec':
+    'Seconds an identity token is valid (never past the credential expiry).',
+  'routes[].upstream.identityAudience': 'The aud claim of identity tokens; the route path by default.',
+  'routes[].upstream.identityClaims':
+    'Verified claims copied into the identity token by name (none by default, so nothing private leaves the gateway unasked).',
+  'routes[].upstream.plainIdentityHeaders':
+    'Also send X-Portcullis-Subject and X-Portcullis-Authenticator in plain text (percent-encoded). Only for upstreams no one else can reach.',
+  'routes[].upstream.maxQueueBytes':
+    'Bytes that may wait for the upstream to read; beyond it the client is closed with UPSTREAM_UNAVAILABLE (1013). At least limits.maxMessageBytes.',
+  'routes[].upstream.highWaterMarkBytes':
+    'Bytes buffered toward one side above which the other side is no longer read (backpressure both ways).',
+  'routes[].upstream.stallTimeoutMs':
+    'Milliseconds one side may stay above the high-water mark; then the client is closed (SLOW_CONSUMER or UPSTREAM_UNAVAILABLE, 1013) and the upstream with 1001.',
   'routes[].broker': 'Target: publish/subscribe channels inside the gateway.',
   'routes[].broker.channels': 'Channel rules; a channel that no rule grants is refused (deny by default).',
   'routes[].broker.channels[].pattern':
@@ -455,6 +509,14 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
   'routes[].broker.maxSubscriptions': 'Channels one connection may be subscribed to at once.',
   'routes[].broker.maxChannelNameBytes': 'Bytes in a channel name a client may use.',
   'routes[].broker.maxErrors': 'Refused broker requests one connection may make before it is closed.',
+  'routes[].broker.historySize':
+    'Publications retained per channel so a reconnecting subscriber can resume with `since`; 0 turns retention off.',
+  'routes[].broker.historyTtlMs':
+    'Milliseconds a retained publication, or an idle channel kept for resumption, is kept.',
+  'routes[].broker.maxRetainedChannels':
+    'Channels kept for resumption at once; the least recently active (published to, or left) lose their history first.',
+  'routes[].broker.maxHistoryBytes':
+    'Bytes of retained publications on the route (frame size plus 64 per message); the least recently published channels are trimmed first.',
 
   admin: 'Admin API. Absent by default, so no second listener is opened.',
   'admin.listen': 'Where the admin API listens; keep it on loopback or a private interface.',

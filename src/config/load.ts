@@ -85,6 +85,17 @@ function resolvePaths(config: Config, baseDir: string): Config {
   const routes = config.routes.map((route) => ({
     ...route,
     ...optional('schema', abs(route.schema)),
+    ...(route.upstream
+      ? {
+          upstream: {
+            ...route.upstream,
+            ...optional('ca', abs(route.upstream.ca)),
+            ...optional('cert', abs(route.upstream.cert)),
+            ...optional('key', abs(route.upstream.key)),
+            ...optional('identityKeyFile', abs(route.upstream.identityKeyFile)),
+          },
+        }
+      : {}),
     ...(route.broker
       ? {
           broker: {

@@ -2,6 +2,7 @@
 // safe side (loopback bind, no origins allowed, authentication required, every limit set).
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { unforwardable } from '../core/forward-headers.js';
 import { parseOriginPattern } from '../core/origin.js';
 
 const ms = (def: number) => z.number().int().min(1).max(2_147_483_647).default(def);
@@ -104,9 +105,108 @@ export const RequireSchema = z.strictObject({
 });
 
 export const EchoTargetSchema = z.strictObject({});
-export const UpstreamTargetSchema = z.strictObject({
-  url: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL'),
+/** A ws:// or wss:// URL with a host, no credentials and no fragment (an upstream of a route). */
+const upstreamUrl = z.string().superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be a ws:// or wss:// URL' });
+    return;
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    ctx.addIssue({ code: 'custom', message: 'must be a ws:// or wss:// URL' });
+  } else if (!url.hostname) ctx.addIssue({ code: 'custom', message: 'must name a host' });
+  else if (url.username || url.password) {
+    ctx.addIssue({ code: 'custom', message: 'must not carry credentials (user:password@)' });
+  } else if (url.hash || value.includes('#'))
+    ctx.addIssue({ code: 'custom', message: 'must not have a #fragment' });
 });
+const upstreamFile = z.string().min(1);
+/** A reserved claim of the identity token, which identityClaims cannot copy over. */
+const RESERVED_IDENTITY_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'auth'];
+
+export const UpstreamHealthCheckSchema = z.strictObject({
+  type: z.enum(['http', 'websocket']).default('http'),
+  path: z
+    .string()
+    .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$/, 'must be an absolute path such as /healthz')
+    .default('/'),
+  intervalMs: z.number().int().min(100).max(3_600_000).default(10_000),
+  timeoutMs: ms(2_000),
+  healthyAfter: z.number().int().min(1).max(100).default(2),
+  unhealthyAfter: z.number().int().min(1).max(100).default(2),
+});
+
+export const UpstreamTargetSchema = z
+  .strictObject({
+    url: z.union([upstreamUrl, z.array(upstreamUrl).min(1).max(64)]),
+    ca: upstreamFile.optional(),
+    pins: z
+      .array(z.string().regex(/^sha256\/[A-Za-z0-9+/]{43}=$/, 'must be sha256/<base64 of 32 bytes>'))
+      .min(1)
+      .optional(),
+    cert: upstreamFile.optional(),
+    key: upstreamFile.optional(),
+    servername: z
+      .string()
+      .regex(/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'must be a DNS name')
+      .optional(),
+    balance: z.enum(['round-robin', 'least-connections']).default('round-robin'),
+    connectTimeoutMs: z.number().int().min(1).max(60_000).default(5_000),
+    retries: z.number().int().min(0).max(5).default(1),
+    ejectAfterFailures: z.number().int().min(1).max(1_000).default(3),
+    ejectForMs: ms(10_000),
+    healthCheck: UpstreamHealthCheckSchema.optional(),
+    passHeaders: z
+      .array(
+        z.string().superRefine((name, ctx) => {
+          const why = unforwardable(name);
+          if (why) ctx.addIssue({ code: 'custom', message: `${name} ${why}` });
+        }),
+      )
+      .default([]),
+    passQuery: z.boolean().default(true),
+    forwardedHeaders: z.boolean().default(true),
+    identityHeader: z.boolean().default(true),
+    identityKeyFile: upstreamFile.optional(),
+    identityTtlSec: z.number().int().min(5).max(3_600).default(60),
+    identityAudience: z.string().min(1).max(256).optional(),
+    identityClaims: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(64)
+          .refine((c) => !RESERVED_IDENTITY_CLAIMS.includes(c), 'is set by the gateway'),
+      )
+      .default([]),
+    plainIdentityHeaders: z.boolean().default(false),
+    maxQueueBytes: count(1_048_576),
+    highWaterMarkBytes: count(65_536),
+    stallTimeoutMs: ms(30_000),
+  })
+  .superRefine((u, ctx) => {
+    const issue = (path: string, message: string) =>
+      ctx.addIssue({ code: 'custom', path: path.split('.').filter(Boolean), message });
+    const urls = typeof u.url === 'string' ? [u.url] : u.url;
+    if (new Set(urls).size !== urls.length) issue('url', 'lists an upstream twice');
+    const secure = urls.filter((v) => v.startsWith('wss:')).length;
+    if (secure !== 0 && secure !== urls.length) issue('url', 'mixes ws:// and wss:// upstreams');
+    for (const key of ['ca', 'pins', 'cert', 'key', 'servername'] as const) {
+      if (u[key] !== undefined && secure === 0) issue(key, 'applies to wss:// upstreams only');
+    }
+    if ((u.cert === undefined) !== (u.key === undefined)) issue('cert', 'cert and key go together');
+    if (!u.identityHeader) {
+      for (const key of ['identityKeyFile', 'identityAudience'] as const) {
+        if (u[key] !== undefined) issue(key, 'is only used with identityHeader: true');
+      }
+    }
+    if (u.highWaterMarkBytes > u.maxQueueBytes) issue('highWaterMarkBytes', 'must not exceed maxQueueBytes');
+    if (u.healthCheck && u.healthCheck.timeoutMs >= u.healthCheck.intervalMs) {
+      issue('healthCheck.timeoutMs', 'must be below healthCheck.intervalMs');
+    }
+  });
 /** One channel rule of a broker route; deny by default, so a channel no rule grants is refused. */
 export const ChannelRuleSchema = z.strictObject({
   pattern: z
@@ -127,6 +227,12 @@ export const BrokerTargetSchema = z.strictObject({
   maxSubscriptions: count(100),
   maxChannelNameBytes: z.number().int().min(8).max(1024).default(200),
   maxErrors: count(20),
+  // Resumption (M-07): the last historySize publications per channel, for historyTtlMs, in at most
+  // maxRetainedChannels channels and maxHistoryBytes; least recently published channels go first.
+  historySize: z.number().int().min(0).max(100_000).default(100),
+  historyTtlMs: ms(300_000),
+  maxRetainedChannels: count(10_000),
+  maxHistoryBytes: z.number().int().min(1).max(1_099_511_627_776).default(67_108_864),
 });
 
 export const RouteSchema = z
@@ -147,7 +253,13 @@ export const RouteSchema = z
     allowQueryToken: z.boolean().default(false),
     auth: z.union([z.literal('none'), z.array(z.string().min(1)).min(1)]),
     require: RequireSchema.optional(),
-    subprotocols: z.array(token).default([]),
+    subprotocols: z
+      .array(
+        token.refine((name) => !name.startsWith('portcullis.bearer.'), {
+          message: 'portcullis.bearer.* carries a credential and can never be selected',
+        }),
+      )
+      .default([]),
     perMessageDeflate: z.boolean().default(false),
     limits: RouteLimitsSchema.prefault({}),
     schema: z.string().min(1).optional(),
@@ -217,6 +329,7 @@ export const MtlsAuthenticatorSchema = z.strictObject({
 
 export const TicketAuthenticatorSchema = z.strictObject({
   type: z.literal('ticket'),
+  issueWith: z.array(z.string().min(1)).default([]),
   ttlMs: z.number().int().min(1_000).max(300_000).default(30_000),
   maxOutstanding: count(100_000),
 });
@@ -254,7 +367,7 @@ export const WebhookAuthenticatorSchema = z.strictObject({
   type: z.literal('webhook'),
   url: httpsUrl,
   caFile: file.optional(),
-  forwardHeaders: z.array(z.string().regex(/^[A-Za-z0-9-]+$/)).default(['authorization', 'cookie']),
+  forwardHeaders: z.array(z.string().regex(/^[A-Za-z0-9-]+$/)).default(['authorization']),
   timeoutMs: ms(2_000),
   cacheMs: z.number().int().min(0).max(300_000).default(0),
 });
@@ -327,6 +440,19 @@ export const ConfigSchema = z
         code: 'custom',
         path: ['tls', 'clientCa'],
         message: 'required when clientAuth is not off',
+      });
+    }
+    for (const [name, auth] of Object.entries(config.authenticators)) {
+      if (auth.type !== 'ticket') continue;
+      auth.issueWith.forEach((issuer, j) => {
+        const type = config.authenticators[issuer]?.type;
+        if (type === undefined || type === 'ticket') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['authenticators', name, 'issueWith', j],
+            message: `"${issuer}" must name a configured authenticator that is not a ticket authenticator`,
+          });
+        }
       });
     }
     const seen = new Set<string>();
@@ -403,6 +529,7 @@ export type RouteLimits = z.output<typeof RouteLimitsSchema>;
 export type ServerLimits = z.output<typeof ServerLimitsSchema>;
 export type TlsConfig = z.output<typeof TlsSchema>;
 export type BrokerConfig = z.output<typeof BrokerTargetSchema>;
+export type UpstreamConfig = z.output<typeof UpstreamTargetSchema>;
 export type ChannelRuleConfig = z.output<typeof ChannelRuleSchema>;
 export type AuthenticatorConfig = z.output<typeof AuthenticatorSchema>;
 export type JwtAuthenticatorConfig = z.output<typeof JwtAuthenticatorSchema>;

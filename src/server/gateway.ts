@@ -49,6 +49,7 @@ import { type AuthOutcome, authenticate } from './authenticate.js';
 import { type Broker, createBroker } from './broker.js';
 import { clientIp, compileTrustedProxies, type TrustedProxies } from './client-ip.js';
 import { type RefusalOptions, sendJson, sendRefusal, writeRefusal } from './http.js';
+import { IdentityKeys, JWKS_PATH, serveJwks } from './identity-token.js';
 import {
   clientCertProblem,
   createListener,
@@ -58,6 +59,7 @@ import {
   tlsSocketOf,
   watchFiles,
 } from './listen.js';
+import { bindRelay, createRelay, type Relay } from './relay.js';
 import { compileSchemaFile, schemaTarget } from './schema.js';
 import { Session, type SessionHost, type Target } from './session.js';
 import { resolutionFor, Ticker } from './ticker.js';
@@ -189,6 +191,8 @@ class PortcullisGateway implements Gateway, SessionHost {
   private brokers = new Map<string, Broker<Session> & Target>();
   private publishKey: Buffer | undefined;
   private authFailureRule!: RateRule;
+  /** The key that signs identities for upstreams; kept across reloads so the JWKS stays valid. */
+  private readonly identityKeys = new IdentityKeys();
 
   constructor(config: Config, options: GatewayOptions) {
     this.config = config;
@@ -299,6 +303,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     await stopped;
     this.unwatch?.();
     for (const route of this.routes.values()) route.wss.close();
+    for (const authenticator of this.authenticators.values()) authenticator.close?.();
     await this.engine.close();
     this.log.info({ event: 'stopped' }, 'stopped');
     await new Promise<void>((resolve) => this.log.flush(() => resolve()));
@@ -337,10 +342,6 @@ class PortcullisGateway implements Gateway, SessionHost {
     if (config.engine.type !== 'memory')
       issues.push('engine.type: only the memory engine is available in this version');
     if (config.admin) issues.push('admin: the admin API is not available in this version');
-    config.routes.forEach((route, i) => {
-      if (route.upstream)
-        issues.push(`routes[${i}].upstream: upstream targets are not available in this version`);
-    });
     const authenticators = new Map<string, Authenticator>();
     for (const [name, auth] of Object.entries(config.authenticators)) {
       try {
@@ -373,6 +374,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     const publishKey = config.publishApi ? readPublishKey(config.publishApi.keyFile) : undefined;
     const targets = new Map<string, Target>();
     const brokers = new Map<string, Broker<Session> & Target>();
+    const relays = new Map<string, Relay>();
     config.routes.forEach((route, i) => {
       const { schema, limits } = route;
       if (route.broker) {
@@ -389,6 +391,25 @@ class PortcullisGateway implements Gateway, SessionHost {
         }
         return;
       }
+      if (route.upstream) {
+        let relay: Relay;
+        try {
+          relay = createRelay(route, {
+            keys: this.identityKeys,
+            closeTimeoutMs: config.limits.closeTimeoutMs,
+            log: (fields, message) => this.log.warn(fields, message),
+          });
+        } catch (err) {
+          throw new ConfigError([`routes[${i}].upstream.${(err as Error).message}`]);
+        }
+        relays.set(route.path, relay);
+        // The schema applies to client-to-upstream messages; the relay keeps its lifecycle hooks.
+        targets.set(
+          route.path,
+          schema ? schemaTarget(relay, compileSchemaFile(schema), limits.maxJsonDepth) : relay,
+        );
+        return;
+      }
       targets.set(
         route.path,
         schema ? schemaTarget(ECHO, compileSchemaFile(schema), limits.maxJsonDepth) : ECHO,
@@ -403,7 +424,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       routes.set(route.path, {
         policy: route,
         rules: sessionRules(route.config.limits),
-        wss: this.routeServer(route.config, config),
+        wss: bindRelay(this.routeServer(route.config, config), relays.get(route.path)),
         target: targets.get(route.path) as Target,
         authenticators: auth,
         ticket: auth.find((a): a is TicketAuthenticator => a.type === 'ticket'),
@@ -588,6 +609,13 @@ class PortcullisGateway implements Gateway, SessionHost {
       });
       return;
     }
+    // The identity keys are public; the Host rules still apply (a bad Host falls through to its refusal).
+    if (target.ok && target.path === JWKS_PATH && this.identityKeys.active) {
+      if (checkPlainRequest(request, this.policy) === 'ROUTE_NOT_FOUND') {
+        serveJwks(req, res, this.identityKeys, this.hsts);
+        return;
+      }
+    }
     const code = checkPlainRequest(request, this.policy);
     this.countRejection(code);
     this.log.info({ event: 'request', outcome: 'rejected', code, remote: socketRemote(req.socket) });
@@ -648,10 +676,17 @@ class PortcullisGateway implements Gateway, SessionHost {
       sendJson(res, 204, undefined, headers, this.hsts);
       return;
     }
-    if (request.method !== 'POST') return answer('METHOD_NOT_ALLOWED', routePath);
+    if (request.method !== 'POST') {
+      this.countRejection('METHOD_NOT_ALLOWED');
+      sendRefusal(res, 'METHOD_NOT_ALLOWED', { ...this.refusal(), allow: 'POST, OPTIONS' });
+      return;
+    }
     if (scan.headers.get(TICKET_HEADER) !== '1') return answer('FORBIDDEN', routePath, 'csrf_header_missing');
     const rate = await this.engine.takeHandshake(remote, this.handshakeRule, Date.now());
     if (!rate.ok) return answer(rate.code, routePath, undefined, rate.retryAfterMs);
+    // issueWith lets a route accept only tickets on the WebSocket itself while a cookie (say) may
+    // mint them here, behind the Origin and custom-header checks.
+    const issuers = route.ticket.issueWith;
     const outcome = await this.authenticateRequest(
       route,
       scan.headers,
@@ -659,6 +694,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       req.socket,
       remote,
       (a) => a.type !== 'ticket',
+      issuers.length > 0 ? issuers.map((n) => this.authenticators.get(n) as Authenticator) : undefined,
     );
     if (!outcome.ok) return answer(outcome.code, routePath, outcome.reason, outcome.retryAfterMs);
     const issued = await route.ticket.issue(outcome.principal, routePath, Date.now());
@@ -668,7 +704,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       outcome: 'issued',
       route: routePath,
       remote,
-      identity: outcome.principal.subject,
+      identity: logSafe(outcome.principal.subject),
     });
     sendJson(
       res,
@@ -696,7 +732,11 @@ class PortcullisGateway implements Gateway, SessionHost {
     };
     const key = this.publishKey;
     if (!key) return answer('ROUTE_NOT_FOUND');
-    if (request.method !== 'POST') return answer('METHOD_NOT_ALLOWED');
+    if (request.method !== 'POST') {
+      this.countRejection('METHOD_NOT_ALLOWED');
+      sendRefusal(res, 'METHOD_NOT_ALLOWED', { ...this.refusal(), allow: 'POST' });
+      return;
+    }
     const scan = scanHeaders(request.rawHeaders, this.policy.maxHeaderCount);
     if (!scan.ok) return answer(scan.code);
     const host = checkHost(scan.headers.get('host'), this.policy, request.servername);
@@ -799,8 +839,11 @@ class PortcullisGateway implements Gateway, SessionHost {
         }
         principal = outcome.principal;
       }
-      const identity = principal?.subject ?? null;
-      const key = { ip: remote, identity: identity ?? undefined };
+      const subject = principal?.subject ?? null;
+      // The audit log gets the subject escaped like any client-influenced value.
+      const identity = logSafe(subject);
+      // maxConnectionsPerIdentity is a per-route limit, so the count is kept per route too.
+      const key = { ip: remote, identity: subject === null ? undefined : `${route.policy.path} ${subject}` };
       const admitted = await this.engine.acquire(key, {
         maxConnections: this.config.limits.maxConnections,
         perIpConnections: this.config.limits.perIp.maxConnections,
@@ -816,6 +859,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       // every check has passed, so the upstream never sees a request the gateway would refuse.
       let subprotocol = verdict.subprotocol;
       let prepared: unknown;
+      let abortPrepared: (() => void) | undefined;
       if (route.target.prepare) {
         const result = await route.target.prepare({
           route: route.policy.path,
@@ -836,6 +880,7 @@ class PortcullisGateway implements Gateway, SessionHost {
         }
         subprotocol = result.subprotocol;
         prepared = result.state;
+        abortPrepared = result.abort;
         if (subprotocol !== undefined && !route.policy.subprotocols.includes(subprotocol)) {
           result.abort?.();
           await this.engine.release(key);
@@ -887,6 +932,8 @@ class PortcullisGateway implements Gateway, SessionHost {
         // ws refused after our checks (an extension offer it cannot accept) and has answered already.
         const refusedBy = (req as TaggedRequest)[kRefusedByWs];
         if (refusedBy) record(refusedBy, base);
+        // What prepare() opened (an upstream connection) would otherwise wait for a client that never comes.
+        abortPrepared?.();
         await this.engine.release(key);
       }
     } finally {
@@ -902,6 +949,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     socket: Duplex,
     remote: string,
     only?: (a: Authenticator) => boolean,
+    candidates: readonly Authenticator[] = route.authenticators,
   ): Promise<AuthOutcome> {
     const now = Date.now();
     const penaltyKey = `auth:${remote}`;
@@ -920,7 +968,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       remote,
       now,
     };
-    const authenticators = only ? route.authenticators.filter(only) : route.authenticators;
+    const authenticators = only ? candidates.filter(only) : candidates;
     const outcome = await authenticate(authenticators, input, route.policy.config, this.engine);
     if (!outcome.ok && PENALISED.has(outcome.code))
       await this.engine.addPenalty(penaltyKey, this.authFailureRule, now);
@@ -1132,6 +1180,10 @@ const DEFAULT_REVOCATION_MS = 24 * 60 * 60 * 1000;
 function readPublishKey(file: string): Buffer {
   const key = readFileSync(file, 'utf8').trim();
   if (key.length < 32) throw new ConfigError(['publishApi.keyFile: the key must be at least 32 characters']);
+  // It travels as a bearer token, so it must be something an Authorization header can carry.
+  if (!/^[\x21-\x7e]+$/.test(key)) {
+    throw new ConfigError(['publishApi.keyFile: the key must be printable ASCII without spaces']);
+  }
   return Buffer.from(key);
 }
 

@@ -11,6 +11,8 @@ export interface RefusalOptions {
   readonly retryAfterMs?: number | undefined;
   /** The route's WWW-Authenticate challenges for a 401, one header each (default: Bearer). */
   readonly challenges?: readonly string[] | undefined;
+  /** The methods a 405 names in Allow (default: GET, the only method that upgrades). */
+  readonly allow?: string | undefined;
 }
 
 // How long a refused socket may take to flush its answer before it is destroyed.
@@ -32,7 +34,7 @@ export function refusalHeaders(
   if (options.hsts) headers.push(['Strict-Transport-Security', options.hsts]);
   switch (code) {
     case 'METHOD_NOT_ALLOWED':
-      headers.push(['Allow', 'GET']);
+      headers.push(['Allow', options.allow ?? 'GET']);
       break;
     case 'UNSUPPORTED_VERSION':
       headers.push(['Sec-WebSocket-Version', '13']);

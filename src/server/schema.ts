@@ -24,9 +24,14 @@ export function compileSchemaFile(path: string): (value: unknown) => boolean {
   }
 }
 
-/** Wraps a target so only schema-valid JSON text reaches it. */
+/** Wraps a target so only schema-valid JSON text reaches it; its lifecycle hooks are kept. */
 export function schemaTarget(inner: Target, validate: (value: unknown) => boolean, maxDepth: number): Target {
   return {
+    ...(inner.prepare
+      ? { prepare: (context) => inner.prepare?.(context) as ReturnType<NonNullable<Target['prepare']>> }
+      : {}),
+    ...(inner.onOpen ? { onOpen: (session, prepared) => inner.onOpen?.(session, prepared) } : {}),
+    ...(inner.onClose ? { onClose: (session) => inner.onClose?.(session) } : {}),
     onMessage(session, data, isBinary) {
       if (isBinary) {
         session.close('UNSUPPORTED_DATA');

@@ -11,6 +11,8 @@ import type { Authenticator, AuthInput, AuthResult } from './types.js';
 /** A ticket authenticator can also mint tickets. */
 export interface TicketAuthenticator extends Authenticator {
   readonly type: 'ticket';
+  /** Authenticators that may mint tickets; empty means the route's other authenticators. */
+  readonly issueWith: readonly string[];
   /** Stores a ticket for `principal` on `route`; undefined when the store is full. */
   issue(
     principal: Principal,
@@ -39,6 +41,7 @@ export function createTicketAuthenticator(
     name,
     type: 'ticket',
     ambient: false,
+    issueWith: config.issueWith,
     async issue(principal, route, now) {
       const ticket = randomBytes(32).toString('base64url');
       const expiresAt = now + config.ttlMs;
