@@ -14,9 +14,26 @@ export const MAX_ID_LENGTH = 64;
 /** A request id chosen by the client: a string of 1..64 characters or a safe integer. */
 export type RequestId = string | number;
 
+/** Longest epoch a client may send back in `since`, in characters. */
+export const MAX_EPOCH_LENGTH = 64;
+
+/**
+ * A position in a channel's publication sequence: the epoch from a subscribe ack and the last seq
+ * the client received. Sent back in `subscribe.since` to resume after a disconnect (M-07).
+ */
+export interface StreamPosition {
+  readonly epoch: string;
+  readonly seq: number;
+}
+
 /** One operation a client may send. */
 export type ClientOp =
-  | { readonly type: 'subscribe'; readonly id: RequestId; readonly channel: string }
+  | {
+      readonly type: 'subscribe';
+      readonly id: RequestId;
+      readonly channel: string;
+      readonly since?: StreamPosition;
+    }
   | { readonly type: 'unsubscribe'; readonly id: RequestId; readonly channel: string }
   | { readonly type: 'publish'; readonly id: RequestId; readonly channel: string; readonly data: unknown }
   | { readonly type: 'auth.refresh'; readonly id: RequestId; readonly token: string };
@@ -26,13 +43,15 @@ export type ParsedFrame =
   | { readonly ok: true; readonly op: ClientOp }
   | { readonly ok: false; readonly code: 'BAD_JSON' | 'BAD_REQUEST'; readonly id?: RequestId };
 
-// The exact field set of each operation: a frame with any other field is refused.
-const FIELDS: Readonly<Record<ClientOp['type'], readonly string[]>> = {
-  subscribe: ['type', 'id', 'channel'],
-  unsubscribe: ['type', 'id', 'channel'],
-  publish: ['type', 'id', 'channel', 'data'],
-  'auth.refresh': ['type', 'id', 'token'],
+// The exact field set of each operation (required, then optional): any other field is refused.
+const FIELDS: Readonly<Record<ClientOp['type'], readonly [readonly string[], readonly string[]]>> = {
+  subscribe: [['type', 'id', 'channel'], ['since']],
+  unsubscribe: [['type', 'id', 'channel'], []],
+  publish: [['type', 'id', 'channel', 'data'], []],
+  'auth.refresh': [['type', 'id', 'token'], []],
 };
+const SINCE_FIELDS: readonly [readonly string[], readonly string[]] = [['epoch', 'seq'], []];
+const EPOCH_RE = /^[A-Za-z0-9._-]+$/;
 
 const anyValue = (): boolean => true;
 
@@ -42,15 +61,29 @@ export function isRequestId(value: unknown): value is RequestId {
   return Number.isSafeInteger(value);
 }
 
-function hasExactly(frame: Record<string, unknown>, fields: readonly string[]): boolean {
+function hasExactly(
+  frame: Record<string, unknown>,
+  [required, optional]: readonly [readonly string[], readonly string[]],
+): boolean {
   let n = 0;
   // for-in stops at the first stranger, so a 1e6-key object costs no more than its parse.
   for (const key in frame) {
     if (!Object.hasOwn(frame, key)) continue;
-    if (!fields.includes(key)) return false;
-    n++;
+    if (required.includes(key)) n++;
+    else if (!optional.includes(key)) return false;
   }
-  return n === fields.length;
+  return n === required.length;
+}
+
+/** `since` as sent: exactly {epoch, seq}, an epoch of 1..64 characters and a seq >= 0. */
+function parseSince(value: unknown): StreamPosition | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const fields = value as Record<string, unknown>;
+  if (!hasExactly(fields, SINCE_FIELDS)) return undefined;
+  const { epoch, seq } = fields;
+  if (typeof epoch !== 'string' || epoch.length > MAX_EPOCH_LENGTH || !EPOCH_RE.test(epoch)) return undefined;
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0) return undefined;
+  return { epoch, seq: seq as number };
 }
 
 function isOpType(value: unknown): value is ClientOp['type'] {
@@ -77,6 +110,10 @@ export function parseClientFrame(data: Buffer, maxDepth: number): ParsedFrame {
       const channel = fields.channel;
       if (typeof channel !== 'string') return bad;
       if (type === 'publish') return { ok: true, op: { type, id, channel, data: fields.data } };
+      if (type === 'subscribe' && Object.hasOwn(fields, 'since')) {
+        const since = parseSince(fields.since);
+        return since ? { ok: true, op: { type, id, channel, since } } : bad;
+      }
       return { ok: true, op: { type, id, channel } };
     }
     case 'auth.refresh': {
@@ -92,6 +129,53 @@ export function parseClientFrame(data: Buffer, maxDepth: number): ParsedFrame {
 /** `{"type":"ack","id":...}`: the operation with this id succeeded. */
 export function ackFrame(id: RequestId): string {
   return JSON.stringify({ type: 'ack', id });
+}
+
+/**
+ * `{"type":"ack","id":...,"epoch":...,"seq":...}`: the answer to a subscribe, with the channel's
+ * epoch and the seq of its latest publication (0 before the first), to resume from later.
+ */
+export function subscribeAckFrame(id: RequestId, epoch: string, seq: number): string {
+  return JSON.stringify({ type: 'ack', id, epoch, seq });
+}
+
+/**
+ * `{"type":"gap","channel":...,"from":...,"to":...}`: publications `from`..`to` (inclusive) of the
+ * channel are no longer retained and will never be delivered; the retained ones follow.
+ */
+export function gapFrame(channel: string, from: number, to: number): string {
+  return JSON.stringify({ type: 'gap', channel, from, to });
+}
+
+/**
+ * `{"type":"gap","channel":...,"reset":true}`: the `since` epoch is not the channel's current one
+ * (the gateway restarted or forgot the channel), so what was missed is unknown.
+ */
+export function resetFrame(channel: string): string {
+  return JSON.stringify({ type: 'gap', channel, reset: true });
+}
+
+/** What a resuming subscriber is sent after its ack (M-07). */
+export type ResumePlan =
+  /** Nothing was missed. */
+  | { readonly kind: 'current' }
+  /** Replay every retained publication with a seq above `after`. */
+  | { readonly kind: 'replay'; readonly after: number }
+  /** Publications `from`..`to` are gone: signal the gap, then replay those above `to`. */
+  | { readonly kind: 'gap'; readonly from: number; readonly to: number }
+  /** Another sequence (restart, forgotten channel), or a position it never reached: signal a reset. */
+  | { readonly kind: 'reset' };
+
+/**
+ * Decides a resume: `since` against the channel's `epoch`, its latest `seq`, and `oldest`, the seq
+ * of the oldest retained publication (seq + 1 when none is retained). Retained publications are
+ * always the contiguous run oldest..seq, so everything after `since.seq` below `oldest` is lost.
+ */
+export function planResume(since: StreamPosition, epoch: string, seq: number, oldest: number): ResumePlan {
+  if (since.epoch !== epoch || since.seq > seq) return { kind: 'reset' };
+  if (since.seq === seq) return { kind: 'current' };
+  if (since.seq + 1 >= oldest) return { kind: 'replay', after: since.seq };
+  return { kind: 'gap', from: since.seq + 1, to: oldest - 1 };
 }
 
 /**

@@ -1,14 +1,21 @@
 // The built-in pub/sub broker (route target `broker`, subprotocol portcullis.v1): a channel index,
-// subscribe/unsubscribe/publish with the channel ACL, per-channel schemas and publish rates, and
-// fan-out that serialises each publication once and sends the same bytes to every subscriber.
+// subscribe/unsubscribe/publish with the channel ACL, per-channel schemas and publish rates, fan-out
+// that serialises each publication once and sends the same bytes to every subscriber, and bounded
+// per-channel history so a reconnecting subscriber resumes without loss or an explicit gap (M-07).
+import { randomBytes } from 'node:crypto';
 import type { BrokerConfig } from '../config/schema.js';
 import {
   ackFrame,
   type ClientOp,
   errorFrame,
+  gapFrame,
   messageFrame,
   parseClientFrame,
+  planResume,
   type RequestId,
+  resetFrame,
+  type StreamPosition,
+  subscribeAckFrame,
 } from '../core/broker-protocol.js';
 import {
   authorizeChannel,
@@ -63,10 +70,85 @@ interface Subscription {
   principal: Principal | null;
 }
 
+/** Bytes charged per retained publication on top of its frame, against maxHistoryBytes. */
+export const RETAINED_OVERHEAD_BYTES = 64;
+
+/** One retained publication: the frame exactly as it was sent live. */
+interface Retained {
+  readonly seq: number;
+  readonly at: number;
+  readonly bytes: Buffer;
+}
+
+const costOf = (item: Retained): number => item.bytes.length + RETAINED_OVERHEAD_BYTES;
+
+/**
+ * A channel's retained publications, oldest first. Items only leave from the oldest end, so they
+ * are always the contiguous seqs that end at the channel's latest one.
+ */
+class History {
+  private items: (Retained | undefined)[] = [];
+  private head = 0;
+  /** Bytes charged against maxHistoryBytes. */
+  bytes = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  get oldest(): Retained | undefined {
+    return this.items[this.head];
+  }
+
+  push(item: Retained): void {
+    this.items.push(item);
+    this.bytes += costOf(item);
+  }
+
+  /** Drops the oldest item; returns the bytes freed. */
+  shift(): number {
+    const item = this.items[this.head];
+    if (!item) return 0;
+    this.items[this.head++] = undefined;
+    // Compact once the dropped prefix is half the array: amortised O(1) per item.
+    if (this.head >= 32 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.bytes -= costOf(item);
+    return costOf(item);
+  }
+
+  /** Drops everything; returns the bytes freed. */
+  clear(): number {
+    const freed = this.bytes;
+    this.items = [];
+    this.head = 0;
+    this.bytes = 0;
+    return freed;
+  }
+
+  /** A copy of the items with a seq above `seq`, oldest first. */
+  after(seq: number): Retained[] {
+    const oldest = this.oldest;
+    if (!oldest) return [];
+    return this.items.slice(this.head + Math.max(0, seq + 1 - oldest.seq)) as Retained[];
+  }
+}
+
 interface Channel<S> {
+  readonly name: string;
   readonly subscribers: Map<S, Subscription>;
-  /** Publications on this channel since it last had no subscriber. */
+  /**
+   * Names this channel's seq space: the broker's epoch plus a random part drawn whenever the broker
+   * (re)creates the channel, so a seq from a forgotten incarnation can never be taken for a current one.
+   */
+  readonly epoch: string;
+  /** Publications since the channel was created; never restarts while the channel exists. */
   seq: number;
+  readonly history: History;
+  /** The last publication, or the last subscriber leaving: orders `retained`, starts the TTL. */
+  activeAt: number;
 }
 
 interface Connection {
@@ -95,9 +177,18 @@ function isExpired(principal: Principal | null, now: number): boolean {
  * gateway uses createBroker, whose return type proves a Broker over real sessions is a Target.
  */
 export class Broker<S extends BrokerSession = Session> {
+  /** Random per broker instance, i.e. per gateway start: a `since` from another instance gets a reset. */
+  readonly epoch = randomBytes(8).toString('base64url');
   private readonly policy: ChannelPolicy;
   private readonly validators: ((value: unknown) => boolean)[] = [];
+  /** Every channel that exists: it has subscribers, or it is kept in `retained`. */
   private readonly index = new Map<string, Channel<S>>();
+  /**
+   * Channels kept for resumption, least recently active first: the ones with retained history and
+   * the ones without subscribers. Bounded by maxRetainedChannels; the head goes first.
+   */
+  private readonly retained = new Map<string, Channel<S>>();
+  private historyBytes = 0;
   private readonly connections = new Map<S, Connection>();
   private readonly errorRule: RateRule;
   private readonly now: () => number;
@@ -138,11 +229,15 @@ export class Broker<S extends BrokerSession = Session> {
     }
     const op = parsed.op;
     switch (op.type) {
-      case 'subscribe':
-        this.answer(session, conn, op.id, this.subscribe(session, conn, op.channel, now), now);
+      case 'subscribe': {
+        const result = this.subscribe(session, conn, op.channel, now);
+        if (typeof result === 'string') this.refuse(session, conn, result, op.id, now);
+        else if (session.send(subscribeAckFrame(op.id, result.epoch, result.seq), false) && op.since)
+          this.resume(session, result, op.since, now);
         return;
+      }
       case 'unsubscribe':
-        this.unsubscribe(session, conn, op.channel);
+        this.unsubscribe(session, conn, op.channel, now);
         this.answer(session, conn, op.id, undefined, now);
         return;
       case 'publish':
@@ -156,12 +251,16 @@ export class Broker<S extends BrokerSession = Session> {
     }
   }
 
-  /** Removes the session from every channel; channels left without subscribers are forgotten. */
+  /**
+   * Removes the session from every channel. A channel left without subscribers is kept for
+   * historyTtlMs when history is on (its subscribers may resume), and forgotten at once otherwise.
+   */
   onClose(session: S): void {
     const conn = this.connections.get(session);
     if (!conn) return;
     this.connections.delete(session);
-    for (const name of conn.channels) this.detach(session, name);
+    const now = this.now();
+    for (const name of conn.channels) this.detach(session, name, now);
   }
 
   /**
@@ -194,9 +293,10 @@ export class Broker<S extends BrokerSession = Session> {
     const conn = this.connections.get(session);
     if (!conn) return;
     const principal = session.info.principal;
+    const now = this.now();
     for (const name of conn.channels) {
       const sub = this.index.get(name)?.subscribers.get(session);
-      if (sub && sub.principal !== principal) this.regrant(session, conn, name, sub, principal);
+      if (sub && sub.principal !== principal) this.regrant(session, conn, name, sub, principal, now);
     }
   }
 
@@ -207,7 +307,19 @@ export class Broker<S extends BrokerSession = Session> {
 
   /** Number of channels with at least one subscriber. */
   get channelCount(): number {
-    return this.index.size;
+    let n = 0;
+    for (const channel of this.index.values()) if (channel.subscribers.size > 0) n++;
+    return n;
+  }
+
+  /** Number of channels kept for resumption (with retained history, or without subscribers). */
+  get retainedChannelCount(): number {
+    return this.retained.size;
+  }
+
+  /** Bytes of retained publications, as charged against maxHistoryBytes. */
+  get retainedBytes(): number {
+    return this.historyBytes;
   }
 
   /** Number of sessions the broker holds state for. */
@@ -263,36 +375,136 @@ export class Broker<S extends BrokerSession = Session> {
     else session.send(ackFrame(id), false);
   }
 
-  private subscribe(session: S, conn: Connection, channel: string, now: number): ErrorCode | undefined {
+  /** Subscribes the session; returns the channel (for the ack and a resume) or the refusal code. */
+  private subscribe(session: S, conn: Connection, name: string, now: number): ErrorCode | Channel<S> {
     const principal = session.info.principal;
     if (isExpired(principal, now)) return 'CREDENTIAL_EXPIRED';
-    const verdict = authorizeChannel(this.policy, principal, channel, 'subscribe');
+    const verdict = authorizeChannel(this.policy, principal, name, 'subscribe');
     if (!verdict.ok) return verdict.code;
-    let entry = this.index.get(channel);
-    const existing = entry?.subscribers.get(session);
-    if (existing) {
+    this.sweep(now); // a channel idle past its TTL is forgotten before it could answer a resume
+    let channel = this.index.get(name);
+    const existing = channel?.subscribers.get(session);
+    if (channel && existing) {
       existing.principal = principal; // a repeated subscribe is acknowledged once more, not doubled (M-08)
-    } else {
-      if (conn.channels.size >= this.config.maxSubscriptions) return 'TOO_MANY_SUBSCRIPTIONS';
-      if (!entry) {
-        entry = { subscribers: new Map(), seq: 0 };
-        this.index.set(channel, entry);
-      }
-      entry.subscribers.set(session, { principal });
-      conn.channels.add(channel);
+      return channel;
     }
-    return undefined;
+    if (conn.channels.size >= this.config.maxSubscriptions) return 'TOO_MANY_SUBSCRIPTIONS';
+    if (!channel) {
+      channel = {
+        name,
+        subscribers: new Map(),
+        epoch: `${this.epoch}.${randomBytes(6).toString('base64url')}`,
+        seq: 0,
+        history: new History(),
+        activeAt: now,
+      };
+      this.index.set(name, channel);
+    }
+    channel.subscribers.set(session, { principal });
+    conn.channels.add(name);
+    return channel;
   }
 
-  private unsubscribe(session: S, conn: Connection, channel: string): void {
-    if (conn.channels.delete(channel)) this.detach(session, channel);
+  /**
+   * After the ack of a subscribe with `since`: the gap or reset signal, then the retained
+   * publications the client missed, in order. All synchronous, so no live publication can come
+   * between the ack and the end of the replay, and live ones continue at the ack's seq + 1.
+   */
+  private resume(session: S, channel: Channel<S>, since: StreamPosition, now: number): void {
+    this.expire(channel, now);
+    const oldest = channel.history.oldest?.seq ?? channel.seq + 1;
+    const plan = planResume(since, channel.epoch, channel.seq, oldest);
+    let after: number;
+    switch (plan.kind) {
+      case 'current':
+        return;
+      case 'reset':
+        session.send(resetFrame(channel.name), false);
+        return;
+      case 'gap':
+        if (!session.send(gapFrame(channel.name, plan.from, plan.to), false)) return;
+        after = plan.to;
+        break;
+      case 'replay':
+        after = plan.after;
+        break;
+      default:
+        plan satisfies never;
+        return;
+    }
+    const sub = channel.subscribers.get(session);
+    if (!sub) return;
+    // Through the same gate as live delivery (ACL, expiry, send-queue cap); stop at the first refusal,
+    // because skipping one would be a silent loss.
+    for (const item of channel.history.after(after)) {
+      if (!this.sendTo(session, channel.name, sub, item.bytes, now)) return;
+    }
   }
 
-  private detach(session: S, channel: string): void {
-    const entry = this.index.get(channel);
-    if (!entry) return;
-    entry.subscribers.delete(session);
-    if (entry.subscribers.size === 0) this.index.delete(channel);
+  private unsubscribe(session: S, conn: Connection, channel: string, now: number): void {
+    if (conn.channels.delete(channel)) this.detach(session, channel, now);
+  }
+
+  private detach(session: S, name: string, now: number): void {
+    const channel = this.index.get(name);
+    if (!channel) return;
+    channel.subscribers.delete(session);
+    if (channel.subscribers.size > 0) return;
+    // Kept so the subscriber that just left can resume against the same seq space (M-07).
+    if (this.config.historySize > 0) this.touch(channel, now);
+    else this.index.delete(name);
+  }
+
+  /** Marks a channel active now: it moves to the end of `retained`, and the least recent go over the cap. */
+  private touch(channel: Channel<S>, now: number): void {
+    channel.activeAt = now;
+    this.retained.delete(channel.name);
+    this.retained.set(channel.name, channel);
+    for (const lru of this.retained.values()) {
+      if (this.retained.size <= this.config.maxRetainedChannels || lru === channel) break;
+      this.forget(lru);
+    }
+  }
+
+  /** Drops a channel's history; a channel without subscribers is forgotten (it returns with a new epoch). */
+  private forget(channel: Channel<S>): void {
+    this.historyBytes -= channel.history.clear();
+    this.retained.delete(channel.name);
+    if (channel.subscribers.size === 0 && this.index.get(channel.name) === channel)
+      this.index.delete(channel.name);
+  }
+
+  /** Drops the channel's publications older than historyTtlMs. */
+  private expire(channel: Channel<S>, now: number): void {
+    const ttl = this.config.historyTtlMs;
+    for (let item = channel.history.oldest; item && item.at + ttl <= now; item = channel.history.oldest)
+      this.historyBytes -= channel.history.shift();
+  }
+
+  /** Forgets the channels idle for historyTtlMs; `retained` is in activity order, so only its head is read. */
+  private sweep(now: number): void {
+    for (const channel of this.retained.values()) {
+      if (channel.activeAt + this.config.historyTtlMs > now) return;
+      this.forget(channel);
+    }
+  }
+
+  /** Keeps a publication for resumption, then enforces historySize, the TTL and both route-wide caps. */
+  private retain(channel: Channel<S>, bytes: Buffer, now: number): void {
+    channel.history.push({ seq: channel.seq, at: now, bytes });
+    this.historyBytes += bytes.length + RETAINED_OVERHEAD_BYTES;
+    while (channel.history.size > this.config.historySize) this.historyBytes -= channel.history.shift();
+    this.expire(channel, now);
+    this.touch(channel, now);
+    this.sweep(now);
+    // Over the byte budget: trim the least recently published channels first, oldest publications
+    // first; this channel is the most recent, so it is trimmed only when it alone is over.
+    for (const lru of this.retained.values()) {
+      if (this.historyBytes <= this.config.maxHistoryBytes) return;
+      while (lru.history.size > 0 && this.historyBytes > this.config.maxHistoryBytes)
+        this.historyBytes -= lru.history.shift();
+      if (lru.history.size === 0) this.forget(lru);
+    }
   }
 
   private publishFrom(
@@ -330,26 +542,32 @@ export class Broker<S extends BrokerSession = Session> {
     return take(rate, bucket, now) === 0;
   }
 
-  private deliver(channel: string, dataJson: string, now: number): number {
-    const entry = this.index.get(channel);
-    if (!entry) return 0;
-    entry.seq++;
-    // One string, one Buffer, the same bytes for every subscriber: ws then frames a Buffer without
-    // re-encoding the string per socket.
-    const bytes = Buffer.from(messageFrame(channel, entry.seq, dataJson));
+  private deliver(name: string, dataJson: string, now: number): number {
+    const channel = this.index.get(name);
+    if (!channel) return 0; // nobody subscribed and nothing kept for resumption
+    channel.seq++;
+    // One string, one Buffer, the same bytes for every subscriber (and for a replay): ws then frames
+    // a Buffer without re-encoding the string per socket.
+    const bytes = Buffer.from(messageFrame(name, channel.seq, dataJson));
+    if (this.config.historySize > 0) this.retain(channel, bytes, now);
     let delivered = 0;
-    for (const [session, sub] of entry.subscribers) {
-      const principal = session.info.principal;
-      // The ACL again at delivery: rules are fixed and principals immutable, so the verdict only
-      // changes when the session's principal object was replaced (refresh, privilege drop).
-      if (sub.principal !== principal) {
-        const conn = this.connections.get(session);
-        if (!conn || !this.regrant(session, conn, channel, sub, principal)) continue;
-      }
-      if (isExpired(principal, now)) continue; // no delivery after exp (A-07); the gateway closes it
-      if (session.send(bytes, false)) delivered++;
+    for (const [session, sub] of channel.subscribers) {
+      if (this.sendTo(session, name, sub, bytes, now)) delivered++;
     }
     return delivered;
+  }
+
+  /** Sends one publication to one subscriber, live or replayed; false when it was not sent. */
+  private sendTo(session: S, channel: string, sub: Subscription, bytes: Buffer, now: number): boolean {
+    const principal = session.info.principal;
+    // The ACL again at delivery: rules are fixed and principals immutable, so the verdict only
+    // changes when the session's principal object was replaced (refresh, privilege drop).
+    if (sub.principal !== principal) {
+      const conn = this.connections.get(session);
+      if (!conn || !this.regrant(session, conn, channel, sub, principal, now)) return false;
+    }
+    if (isExpired(principal, now)) return false; // no delivery after exp (A-07); the gateway closes it
+    return session.send(bytes, false);
   }
 
   /** Re-authorizes one subscription for a new principal; drops it and tells the client when refused. */
@@ -359,13 +577,14 @@ export class Broker<S extends BrokerSession = Session> {
     channel: string,
     sub: Subscription,
     principal: Principal | null,
+    now: number,
   ): boolean {
     if (authorizeChannel(this.policy, principal, channel, 'subscribe').ok) {
       sub.principal = principal;
       return true;
     }
     conn.channels.delete(channel);
-    this.detach(session, channel);
+    this.detach(session, channel, now);
     // Not counted against maxErrors: the client did nothing wrong.
     session.send(errorFrame('FORBIDDEN', undefined, channel), false);
     return false;

@@ -839,7 +839,8 @@ describe('authentication and authorization (threats A-01..A-10, H-05, H-06, T-08
     assert.equal(kept.readyState, WebSocket.OPEN);
     const sub = nextJson(kept);
     kept.send(JSON.stringify({ type: 'subscribe', id: 's1', channel: 'user:vera' }));
-    assert.deepEqual(await sub, { type: 'ack', id: 's1' });
+    const subscribed = await sub; // a subscribe ack carries the channel's epoch and latest seq (M-07)
+    assert.deepEqual(subscribed, { type: 'ack', id: 's1', epoch: String(subscribed.epoch), seq: 0 });
     // And the new exp is enforced the same way.
     const k = await within(keptClosed, newExp * 1000 - Date.now() + 1_500, 'refreshed close');
     assert.equal(k.code, 4401);

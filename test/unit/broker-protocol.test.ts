@@ -3,9 +3,14 @@ import { describe, it } from 'node:test';
 import {
   ackFrame,
   errorFrame,
+  gapFrame,
   messageFrame,
   type ParsedFrame,
   parseClientFrame,
+  planResume,
+  type ResumePlan,
+  resetFrame,
+  subscribeAckFrame,
 } from '../../src/core/broker-protocol.js';
 import { ERRORS } from '../../src/protocol.js';
 
@@ -34,6 +39,57 @@ describe('portcullis.v1 client frames', () => {
       ok: true,
       op: { type: 'auth.refresh', id: 'r', token: 'eyJ.x.y' },
     });
+  });
+
+  it('M-07 parses a subscribe with since {epoch, seq}', () => {
+    assert.deepEqual(
+      parse('{"type":"subscribe","id":1,"channel":"room:a","since":{"epoch":"Ab_-.9","seq":42}}'),
+      {
+        ok: true,
+        op: { type: 'subscribe', id: 1, channel: 'room:a', since: { epoch: 'Ab_-.9', seq: 42 } },
+      },
+    );
+    assert.deepEqual(parse('{"since":{"seq":0,"epoch":"e"},"type":"subscribe","id":1,"channel":"a"}'), {
+      ok: true,
+      op: { type: 'subscribe', id: 1, channel: 'a', since: { epoch: 'e', seq: 0 } },
+    });
+  });
+
+  it('M-07 refuses a malformed since with BAD_REQUEST', () => {
+    const frame = (since: string) => `{"type":"subscribe","id":1,"channel":"a","since":${since}}`;
+    for (const since of [
+      'null',
+      '{}',
+      '[]',
+      '"e:1"',
+      '{"epoch":"e"}',
+      '{"seq":1}',
+      '{"epoch":"","seq":1}',
+      `{"epoch":"${'e'.repeat(65)}","seq":1}`,
+      '{"epoch":"e e","seq":1}',
+      '{"epoch":"é","seq":1}',
+      '{"epoch":7,"seq":1}',
+      '{"epoch":"e","seq":-1}',
+      '{"epoch":"e","seq":1.5}',
+      '{"epoch":"e","seq":"1"}',
+      '{"epoch":"e","seq":9007199254740993}',
+      '{"epoch":"e","seq":1,"channel":"user:bob"}',
+      '{"epoch":"e","seq":1,"__proto__":{"x":1}}',
+    ]) {
+      assert.deepEqual(parse(frame(since)), { ok: false, code: 'BAD_REQUEST', id: 1 }, since);
+    }
+    assert.equal(
+      parse(`{"type":"subscribe","id":1,"channel":"a","since":{"epoch":"${'e'.repeat(64)}","seq":1}}`).ok,
+      true,
+    );
+    for (const type of ['unsubscribe', 'publish']) {
+      const extra = type === 'publish' ? ',"data":1' : '';
+      assert.deepEqual(
+        parse(`{"type":"${type}","id":1,"channel":"a"${extra},"since":{"epoch":"e","seq":1}}`),
+        { ok: false, code: 'BAD_REQUEST', id: 1 },
+        `since is a subscribe field only (${type})`,
+      );
+    }
   });
 
   it('M-01 maps every malformed frame to its code, with the id only when it was valid', () => {
@@ -132,6 +188,12 @@ describe('portcullis.v1 server frames', () => {
   it('builds acks', () => {
     assert.equal(ackFrame('s1'), '{"type":"ack","id":"s1"}');
     assert.equal(ackFrame(7), '{"type":"ack","id":7}');
+    assert.equal(subscribeAckFrame(7, 'E.x', 42), '{"type":"ack","id":7,"epoch":"E.x","seq":42}');
+  });
+
+  it('M-07 builds gap and reset frames', () => {
+    assert.equal(gapFrame('room:a', 3, 7), '{"type":"gap","channel":"room:a","from":3,"to":7}');
+    assert.equal(resetFrame('room:a'), '{"type":"gap","channel":"room:a","reset":true}');
   });
 
   it('builds error frames from ERRORS, never from the input', () => {
@@ -163,5 +225,32 @@ describe('portcullis.v1 server frames', () => {
       seq: 3,
       data: { text: 'hi "there"' },
     });
+  });
+});
+
+describe('M-07 planResume', () => {
+  it('decides replay, gap or reset from since, the epoch, the latest seq and the oldest retained seq', () => {
+    // [since.epoch, since.seq, latest seq, oldest retained (latest + 1 when none), plan]
+    const table: [string, number, number, number, ResumePlan][] = [
+      ['E', 10, 10, 1, { kind: 'current' }],
+      ['E', 10, 10, 11, { kind: 'current' }],
+      ['E', 0, 0, 1, { kind: 'current' }],
+      ['E', 7, 10, 1, { kind: 'replay', after: 7 }],
+      ['E', 7, 10, 8, { kind: 'replay', after: 7 }],
+      ['E', 0, 10, 1, { kind: 'replay', after: 0 }],
+      ['E', 7, 10, 9, { kind: 'gap', from: 8, to: 8 }],
+      ['E', 2, 10, 8, { kind: 'gap', from: 3, to: 7 }],
+      ['E', 2, 10, 11, { kind: 'gap', from: 3, to: 10 }],
+      ['E', 11, 10, 1, { kind: 'reset' }],
+      ['other', 10, 10, 1, { kind: 'reset' }],
+      ['other', 0, 0, 1, { kind: 'reset' }],
+    ];
+    for (const [epoch, seq, latest, oldest, plan] of table) {
+      assert.deepEqual(
+        planResume({ epoch, seq }, 'E', latest, oldest),
+        plan,
+        `${epoch} ${seq} ${latest} ${oldest}`,
+      );
+    }
   });
 });

@@ -6,11 +6,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { type BrokerConfig, BrokerTargetSchema } from '../../src/config/schema.js';
+import { messageFrame } from '../../src/core/broker-protocol.js';
 import type { Principal } from '../../src/core/principal.js';
 import type { ErrorCode } from '../../src/protocol.js';
-import { Broker, type BrokerOptions, type BrokerSession } from '../../src/server/broker.js';
+import {
+  Broker,
+  type BrokerOptions,
+  type BrokerSession,
+  RETAINED_OVERHEAD_BYTES,
+} from '../../src/server/broker.js';
 
 const T0 = 1_000_000;
+/** What frames() shows for any well-formed epoch; tests that compare epochs use rawFrames(). */
+const EPOCH = '<epoch>';
+const EPOCH_RE = /^[A-Za-z0-9_-]{11}\.[A-Za-z0-9_-]{8}$/;
 
 class FakeSession implements BrokerSession {
   readonly sent: (Buffer | string)[] = [];
@@ -18,6 +27,11 @@ class FakeSession implements BrokerSession {
   info: { principal: Principal | null };
   /** What send answers: false models a closed socket or a slow consumer being closed. */
   accepting = true;
+  /** A send queue cap like the real Session's: past it the session closes with SLOW_CONSUMER. */
+  maxQueueBytes = Number.POSITIVE_INFINITY;
+  /** Called after each accepted send (to change the principal mid-replay). */
+  afterSend: (() => void) | undefined;
+  private queued = 0;
 
   constructor(principal: Principal | null) {
     this.info = { principal };
@@ -26,7 +40,14 @@ class FakeSession implements BrokerSession {
   send(data: Buffer | string, isBinary: boolean): boolean {
     assert.equal(isBinary, false, 'the broker only sends text');
     if (!this.accepting || this.closedWith) return false;
+    const size = Buffer.byteLength(data);
+    if (this.queued + size > this.maxQueueBytes) {
+      this.close('SLOW_CONSUMER');
+      return false;
+    }
+    this.queued += size;
     this.sent.push(data);
+    this.afterSend?.();
     return true;
   }
 
@@ -34,8 +55,17 @@ class FakeSession implements BrokerSession {
     this.closedWith ??= code;
   }
 
-  /** The frames received since the last call, parsed. */
+  /** The frames received since the last call, parsed, with every epoch checked and shown as EPOCH. */
   frames(): Record<string, unknown>[] {
+    return this.rawFrames().map((f) => {
+      if (!Object.hasOwn(f, 'epoch')) return f;
+      assert.match(String(f.epoch), EPOCH_RE);
+      return { ...f, epoch: EPOCH };
+    });
+  }
+
+  /** The frames received since the last call, parsed, as sent. */
+  rawFrames(): Record<string, unknown>[] {
     const out = this.sent.map((d) => JSON.parse(d.toString()) as Record<string, unknown>);
     this.sent.length = 0;
     return out;
@@ -90,6 +120,8 @@ const sub = (id: string | number, channel: string) => ({ type: 'subscribe', id, 
 const unsub = (id: string | number, channel: string) => ({ type: 'unsubscribe', id, channel });
 const pub = (id: string | number, channel: string, data: unknown) => ({ type: 'publish', id, channel, data });
 const ack = (id: string | number) => ({ type: 'ack', id });
+/** The ack of a subscribe: the channel's epoch and the seq of its latest publication. */
+const subAck = (id: string | number, seq = 0) => ({ type: 'ack', id, epoch: EPOCH, seq });
 const err = (code: string, id?: string | number) =>
   id === undefined ? { type: 'error', code } : { type: 'error', id, code };
 
@@ -114,7 +146,7 @@ describe('Broker: subscribe and unsubscribe', () => {
     const h = harness({ channels: RULES });
     const a = connect(h, alice);
     send(h, a, sub('s1', 'user:alice'));
-    assert.deepEqual(a.frames(), [ack('s1')]);
+    assert.deepEqual(a.frames(), [subAck('s1')]);
     assert.deepEqual(h.broker.publish('user:alice', { n: 1 }), { ok: true, delivered: 1 });
     assert.deepEqual(a.frames(), [{ type: 'message', channel: 'user:alice', seq: 1, data: { n: 1 } }]);
   });
@@ -163,7 +195,7 @@ describe('Broker: subscribe and unsubscribe', () => {
     const a = connect(h, alice);
     send(h, a, sub(1, 'news:x'));
     send(h, a, sub(2, 'news:x'));
-    assert.deepEqual(a.frames(), [ack(1), ack(2)]);
+    assert.deepEqual(a.frames(), [subAck(1), subAck(2)]);
     assert.deepEqual(h.broker.publish('news:x', 'once'), { ok: true, delivered: 1 });
     assert.equal(a.frames().length, 1);
     assert.deepEqual(h.broker.subscriptionsOf(a), ['news:x']);
@@ -173,10 +205,10 @@ describe('Broker: subscribe and unsubscribe', () => {
     const h = harness({ channels: RULES, maxSubscriptions: 3 });
     const a = connect(h, alice);
     for (let i = 0; i < 4; i++) send(h, a, sub(i, `news:${i}`));
-    assert.deepEqual(codes(a), [ack(0), ack(1), ack(2), err('TOO_MANY_SUBSCRIPTIONS', 3)]);
+    assert.deepEqual(codes(a), [subAck(0), subAck(1), subAck(2), err('TOO_MANY_SUBSCRIPTIONS', 3)]);
     send(h, a, unsub('u', 'news:0'));
     send(h, a, sub('again', 'news:3'));
-    assert.deepEqual(codes(a), [ack('u'), ack('again')]);
+    assert.deepEqual(codes(a), [ack('u'), subAck('again')]);
     assert.deepEqual(h.broker.subscriptionsOf(a).sort(), ['news:1', 'news:2', 'news:3']);
   });
 
@@ -186,9 +218,9 @@ describe('Broker: subscribe and unsubscribe', () => {
     send(h, a, unsub(1, 'news:none'));
     send(h, a, sub(2, 'news:x'));
     send(h, a, unsub(3, 'news:x'));
-    assert.deepEqual(a.frames(), [ack(1), ack(2), ack(3)]);
+    assert.deepEqual(a.frames(), [ack(1), subAck(2), ack(3)]);
     assert.deepEqual(h.broker.publish('news:x', 1), { ok: true, delivered: 0 });
-    assert.equal(h.broker.channelCount, 0, 'the emptied channel is forgotten');
+    assert.equal(h.broker.channelCount, 0, 'no channel has a subscriber left');
   });
 
   it('refuses a subscribe after the credential expired', () => {
@@ -197,7 +229,7 @@ describe('Broker: subscribe and unsubscribe', () => {
     send(h, a, sub(1, 'user:alice'));
     h.clock.now = T0 + 1_000;
     send(h, a, sub(2, 'news:x'));
-    assert.deepEqual(codes(a), [ack(1), err('CREDENTIAL_EXPIRED', 2)]);
+    assert.deepEqual(codes(a), [subAck(1), err('CREDENTIAL_EXPIRED', 2)]);
   });
 });
 
@@ -211,7 +243,7 @@ describe('Broker: publishing from a client', () => {
     send(h, a, pub(3, 'room:lobby', 'from alice'));
     send(h, a, pub(4, 'news:x', 'no rule grants publish'));
     assert.deepEqual(codes(b), [
-      ack(1),
+      subAck(1),
       err('FORBIDDEN', 2),
       { type: 'message', channel: 'room:lobby', seq: 1, data: 'from alice' },
     ]);
@@ -224,7 +256,7 @@ describe('Broker: publishing from a client', () => {
     send(h, a, sub(1, 'user:alice'));
     send(h, a, pub(2, 'user:alice', { note: 'self' }));
     assert.deepEqual(a.frames(), [
-      ack(1),
+      subAck(1),
       { type: 'message', channel: 'user:alice', seq: 1, data: { note: 'self' } },
       ack(2),
     ]);
@@ -403,6 +435,7 @@ describe('Broker: fan-out', () => {
     }
     assert.deepEqual(h.broker.publish('news:nobody', { a: 1 }), { ok: true, delivered: 0 });
     assert.equal(h.broker.channelCount, 0, 'publishing creates no index entry');
+    assert.equal(h.broker.retainedChannelCount, 0, 'nor retains anything for a channel nobody held');
   });
 });
 
@@ -520,8 +553,8 @@ describe('Broker: errors and closing', () => {
     assert.deepEqual(h.broker.subscriptionsOf(a), []);
   });
 
-  it('removes a closed session from every channel and forgets empty channels', () => {
-    const h = harness({ channels: RULES });
+  it('removes a closed session from every channel and, with history off, forgets empty channels', () => {
+    const h = harness({ channels: RULES, historySize: 0 });
     const a = connect(h, alice);
     const b = connect(h, bob);
     for (let i = 0; i < 50; i++) send(h, a, sub(i, `news:${i}`));
@@ -537,6 +570,7 @@ describe('Broker: errors and closing', () => {
     h.broker.onClose(b);
     assert.equal(h.broker.channelCount, 0);
     assert.equal(h.broker.connectionCount, 0);
+    assert.equal(h.broker.retainedChannelCount, 0);
     assert.deepEqual(h.broker.publish('news:0', 1), { ok: true, delivered: 0 });
   });
 });
@@ -618,5 +652,379 @@ describe('Broker: auth.refresh', () => {
     h.broker.onClose(a);
     await new Promise(setImmediate);
     assert.deepEqual(a.frames(), []);
+  });
+});
+
+describe('Broker: history and resume (M-07)', () => {
+  const ROOMS = [{ pattern: 'room:*', subscribe: true, publish: true }, ...RULES];
+  const since = (id: string | number, channel: string, epoch: string, seq: number) => ({
+    type: 'subscribe',
+    id,
+    channel,
+    since: { epoch, seq },
+  });
+  const msg = (channel: string, seq: number, data: unknown = seq) => ({
+    type: 'message',
+    channel,
+    seq,
+    data,
+  });
+  /** Publishes seqs from..to with the seq as data. */
+  const publishRange = (h: Harness, channel: string, from: number, to: number) => {
+    for (let n = from; n <= to; n++) h.broker.publish(channel, n);
+  };
+  /** Subscribes and returns the channel's epoch from the ack. */
+  const epochOf = (h: Harness, s: FakeSession, channel: string): string => {
+    send(h, s, sub('e', channel));
+    const [first] = s.rawFrames();
+    assert.equal(first?.type, 'ack');
+    return first.epoch as string;
+  };
+
+  it('the subscribe ack carries the channel epoch (prefixed by the broker epoch) and its latest seq', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const b = connect(h, bob);
+    send(h, a, sub(1, 'room:1'));
+    publishRange(h, 'room:1', 1, 3);
+    send(h, b, sub(2, 'room:1'));
+    const [first] = a.rawFrames();
+    const [second] = b.rawFrames();
+    assert.deepEqual(first, { type: 'ack', id: 1, epoch: first?.epoch, seq: 0 });
+    assert.deepEqual(second, { type: 'ack', id: 2, epoch: first?.epoch, seq: 3 });
+    assert.match(String(first?.epoch), EPOCH_RE);
+    assert.ok(String(first?.epoch).startsWith(`${h.broker.epoch}.`));
+    assert.notEqual(harness({ channels: ROOMS }).broker.epoch, h.broker.epoch, 'random per instance');
+  });
+
+  it('replays exactly the missed publications, in order, after the ack; live ones continue after them', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 3);
+    assert.deepEqual(a.frames(), [msg('room:1', 1), msg('room:1', 2), msg('room:1', 3)]);
+    h.broker.onClose(a); // the connection drops after seq 3
+    publishRange(h, 'room:1', 4, 6);
+    const again = connect(h, alice);
+    send(h, again, since('r', 'room:1', epoch, 3));
+    h.broker.publish('room:1', 7);
+    assert.deepEqual(again.frames(), [
+      subAck('r', 6),
+      msg('room:1', 4),
+      msg('room:1', 5),
+      msg('room:1', 6),
+      msg('room:1', 7),
+    ]);
+  });
+
+  it('replays nothing when nothing was missed, and only the rest when part was received', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 6);
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', epoch, 6));
+    send(h, b, since(2, 'room:2', epochOf(h, connect(h, bob), 'room:2'), 0));
+    assert.deepEqual(b.frames(), [subAck(1, 6), subAck(2, 0)]);
+    const c = connect(h, alice);
+    send(h, c, since(1, 'room:1', epoch, 4));
+    assert.deepEqual(c.frames(), [subAck(1, 6), msg('room:1', 5), msg('room:1', 6)]);
+    // since.seq 0 is "nothing received yet": the whole retained run.
+    const d = connect(h, alice);
+    send(h, d, since(1, 'room:1', epoch, 0));
+    assert.deepEqual(
+      d.frames().map((f) => f.seq),
+      [6, 1, 2, 3, 4, 5, 6],
+    );
+  });
+
+  it('a subscriber that resumes on a channel it already holds gets what it asked for, each live publication once', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 2);
+    a.frames();
+    send(h, a, since('again', 'room:1', epoch, 1));
+    h.broker.publish('room:1', 3);
+    assert.deepEqual(a.frames(), [subAck('again', 2), msg('room:1', 2), msg('room:1', 3)]);
+    assert.equal(h.broker.subscriberCount('room:1'), 1);
+  });
+
+  it('keeps the seq counter while the channel is retained: it never restarts under a client that may resume', () => {
+    const h = harness({ channels: ROOMS, historyTtlMs: 10_000 });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 2);
+    send(h, a, unsub('u', 'room:1'));
+    assert.equal(h.broker.channelCount, 0);
+    assert.equal(h.broker.retainedChannelCount, 1);
+    h.clock.now = T0 + 9_999;
+    assert.deepEqual(h.broker.publish('room:1', 3), { ok: true, delivered: 0 });
+    a.frames();
+    send(h, a, sub('back', 'room:1'));
+    const [backAck] = a.rawFrames();
+    assert.deepEqual(backAck, { type: 'ack', id: 'back', epoch, seq: 3 });
+  });
+
+  it('with a small historySize: ack, then a gap naming exactly the lost seqs, then the retained ones', () => {
+    const h = harness({ channels: ROOMS, historySize: 3 });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 2);
+    h.broker.onClose(a);
+    publishRange(h, 'room:1', 3, 10);
+    const b = connect(h, alice);
+    send(h, b, since('r', 'room:1', epoch, 2));
+    assert.deepEqual(b.frames(), [
+      subAck('r', 10),
+      { type: 'gap', channel: 'room:1', from: 3, to: 7 },
+      msg('room:1', 8),
+      msg('room:1', 9),
+      msg('room:1', 10),
+    ]);
+  });
+
+  it('historySize + 1 publications retain historySize: the oldest one is reported lost', () => {
+    const h = harness({ channels: ROOMS, historySize: 5 });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 6);
+    const cost = Buffer.byteLength(messageFrame('room:1', 1, '1')) + RETAINED_OVERHEAD_BYTES;
+    assert.equal(h.broker.retainedBytes, 5 * cost);
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', epoch, 0));
+    assert.deepEqual(
+      b.frames().map((f) => (f.type === 'gap' ? [f.from, f.to] : f.seq)),
+      [6, [1, 1], 2, 3, 4, 5, 6],
+    );
+  });
+
+  it('historyTtlMs: expired publications are reported lost; an idle channel past it is forgotten and resumes with a reset', () => {
+    const h = harness({ channels: ROOMS, historyTtlMs: 1_000 });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 3);
+    h.clock.now = T0 + 600;
+    publishRange(h, 'room:1', 4, 5);
+    h.broker.onClose(a);
+    h.clock.now = T0 + 1_000; // 1..3 are exactly 1000 ms old: gone
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', epoch, 0));
+    assert.deepEqual(b.frames(), [
+      subAck(1, 5),
+      { type: 'gap', channel: 'room:1', from: 1, to: 3 },
+      msg('room:1', 4),
+      msg('room:1', 5),
+    ]);
+    h.broker.onClose(b); // left at T0 + 1000: kept until T0 + 2000
+    h.clock.now = T0 + 2_000;
+    const c = connect(h, alice);
+    send(h, c, since(1, 'room:1', epoch, 5));
+    const [resetAck, reset] = c.rawFrames();
+    assert.equal(resetAck?.seq, 0, 'a new incarnation of the channel');
+    assert.notEqual(resetAck?.epoch, epoch, 'with a new epoch, so old seqs cannot be mistaken for new ones');
+    assert.deepEqual(reset, { type: 'gap', channel: 'room:1', reset: true });
+  });
+
+  it('idle channels are swept by later activity, so retained memory does not outlive the TTL', () => {
+    const h = harness({ channels: ROOMS, historyTtlMs: 1_000 });
+    const a = connect(h, alice);
+    for (let i = 0; i < 20; i++) send(h, a, sub(i, `room:${i}`));
+    for (let i = 0; i < 20; i++) h.broker.publish(`room:${i}`, 'x'.repeat(100));
+    h.broker.onClose(a);
+    assert.equal(h.broker.retainedChannelCount, 20);
+    assert.ok(h.broker.retainedBytes > 20 * 100);
+    h.clock.now = T0 + 1_000;
+    const b = connect(h, bob);
+    send(h, b, sub(1, 'news:other'));
+    h.broker.publish('news:other', 1);
+    assert.equal(h.broker.retainedChannelCount, 1, 'only the channel just published to');
+    assert.equal(
+      h.broker.retainedBytes,
+      Buffer.byteLength(messageFrame('news:other', 1, '1')) + RETAINED_OVERHEAD_BYTES,
+    );
+  });
+
+  it('a different epoch (the gateway restarted) gets ack then reset, and no replay', () => {
+    const before = harness({ channels: ROOMS });
+    const old = connect(before, alice);
+    const epoch = epochOf(before, old, 'room:1');
+    publishRange(before, 'room:1', 1, 4);
+    const after = harness({ channels: ROOMS }); // a new broker: a new gateway start
+    const b = connect(after, alice);
+    send(after, b, sub('x', 'room:1'));
+    after.broker.publish('room:1', 'new');
+    b.frames();
+    send(after, b, since('r', 'room:1', epoch, 4));
+    assert.deepEqual(b.frames(), [subAck('r', 1), { type: 'gap', channel: 'room:1', reset: true }]);
+  });
+
+  it('a since.seq the channel never reached is a reset, not silence', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    publishRange(h, 'room:1', 1, 2);
+    a.frames();
+    send(h, a, since('r', 'room:1', epoch, 50));
+    assert.deepEqual(a.frames(), [subAck('r', 2), { type: 'gap', channel: 'room:1', reset: true }]);
+  });
+
+  it('historySize 0: the seq space ends with the last subscriber (reset); while others hold it, a gap names the loss', () => {
+    const h = harness({ channels: ROOMS, historySize: 0 });
+    const a = connect(h, alice);
+    const b = connect(h, bob);
+    const epoch = epochOf(h, a, 'room:1');
+    send(h, b, sub(1, 'room:1'));
+    publishRange(h, 'room:1', 1, 2);
+    h.broker.onClose(a);
+    publishRange(h, 'room:1', 3, 5);
+    assert.equal(h.broker.retainedBytes, 0);
+    const a2 = connect(h, alice);
+    send(h, a2, since('r', 'room:1', epoch, 2));
+    assert.deepEqual(a2.frames(), [subAck('r', 5), { type: 'gap', channel: 'room:1', from: 3, to: 5 }]);
+    h.broker.onClose(a2);
+    h.broker.onClose(b);
+    assert.equal(h.broker.retainedChannelCount, 0);
+    const a3 = connect(h, alice);
+    send(h, a3, since('r', 'room:1', epoch, 5));
+    assert.deepEqual(a3.frames(), [subAck('r', 0), { type: 'gap', channel: 'room:1', reset: true }]);
+  });
+
+  it('maxRetainedChannels: the least recently published channel loses its history first', () => {
+    const h = harness({ channels: ROOMS, maxRetainedChannels: 2 });
+    const a = connect(h, alice);
+    const epochs = [1, 2, 3].map((n) => epochOf(h, a, `room:${n}`));
+    for (const n of [1, 2, 3]) {
+      h.clock.now += 1;
+      h.broker.publish(`room:${n}`, 1);
+    }
+    assert.equal(h.broker.retainedChannelCount, 2);
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', epochs[0] as string, 0));
+    send(h, b, since(2, 'room:2', epochs[1] as string, 0));
+    assert.deepEqual(b.frames(), [
+      subAck(1, 1),
+      { type: 'gap', channel: 'room:1', from: 1, to: 1 },
+      subAck(2, 1),
+      msg('room:2', 1),
+    ]);
+  });
+
+  it('maxRetainedChannels: an evicted channel nobody holds is forgotten, and resuming it is a reset', () => {
+    const h = harness({ channels: ROOMS, maxRetainedChannels: 2 });
+    const a = connect(h, alice);
+    const epochs = [1, 2, 3].map((n) => epochOf(h, a, `room:${n}`));
+    h.broker.onClose(a); // room:1, room:2, room:3 left in that order: room:1 goes
+    assert.equal(h.broker.retainedChannelCount, 2);
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', epochs[0] as string, 0));
+    send(h, b, since(2, 'room:2', epochs[1] as string, 0));
+    assert.deepEqual(b.frames(), [
+      subAck(1, 0),
+      { type: 'gap', channel: 'room:1', reset: true },
+      subAck(2, 0),
+    ]);
+  });
+
+  it('maxHistoryBytes: over the budget the least recently published channel is trimmed first, oldest first', () => {
+    const cost = Buffer.byteLength(messageFrame('room:1', 1, '1')) + RETAINED_OVERHEAD_BYTES;
+    const h = harness({ channels: ROOMS, maxHistoryBytes: 3 * cost });
+    const a = connect(h, alice);
+    const e1 = epochOf(h, a, 'room:1');
+    const e2 = epochOf(h, a, 'room:2');
+    publishRange(h, 'room:1', 1, 2);
+    publishRange(h, 'room:2', 1, 1);
+    assert.equal(h.broker.retainedBytes, 3 * cost);
+    h.broker.publish('room:2', 2); // one cost over: room:1 loses seq 1
+    assert.equal(h.broker.retainedBytes, 3 * cost);
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', e1, 0));
+    send(h, b, since(2, 'room:2', e2, 0));
+    assert.deepEqual(b.frames(), [
+      subAck(1, 2),
+      { type: 'gap', channel: 'room:1', from: 1, to: 1 },
+      msg('room:1', 2),
+      subAck(2, 2),
+      msg('room:2', 1),
+      msg('room:2', 2),
+    ]);
+  });
+
+  it('maxHistoryBytes + 1: a publication bigger than the whole budget is not retained, and a resume reports it lost', () => {
+    const small = Buffer.byteLength(messageFrame('room:1', 1, '"x"')) + RETAINED_OVERHEAD_BYTES;
+    const h = harness({ channels: ROOMS, maxHistoryBytes: small });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    h.broker.publish('room:1', 'x');
+    assert.equal(h.broker.retainedBytes, small, 'exactly the budget is kept');
+    h.broker.publish('room:1', 'xy'); // one byte more than the budget on its own
+    assert.equal(h.broker.retainedBytes, 0);
+    const b = connect(h, alice);
+    send(h, b, since(1, 'room:1', epoch, 0));
+    assert.deepEqual(b.frames(), [subAck(1, 2), { type: 'gap', channel: 'room:1', from: 1, to: 2 }]);
+  });
+
+  it('M-03 history is as private as the live channel: a refused resume gets the refusal and zero retained bytes', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'user:alice');
+    h.broker.publish('user:alice', { secret: 'alice-only' });
+    const b = connect(h, bob);
+    send(h, b, since(1, 'user:alice', epoch, 0));
+    assert.deepEqual(codes(b), [err('FORBIDDEN', 1)]);
+    const expired = connect(h, principal('alice', {}, T0));
+    send(h, expired, since(1, 'user:alice', epoch, 0));
+    assert.deepEqual(codes(expired), [err('CREDENTIAL_EXPIRED', 1)]);
+  });
+
+  it('replays re-check the channel ACL like live delivery: a principal dropped mid-replay stops it with the drop error', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'org:acme:news');
+    publishRange(h, 'org:acme:news', 1, 5);
+    const b = connect(h, alice);
+    let sends = 0;
+    b.afterSend = () => {
+      if (++sends === 2) b.info.principal = principal('alice', { org: 'globex' }); // after the ack and seq 1
+    };
+    send(h, b, since(1, 'org:acme:news', epoch, 0));
+    assert.deepEqual(codes(b), [
+      subAck(1, 5),
+      msg('org:acme:news', 1),
+      { type: 'error', channel: 'org:acme:news', code: 'FORBIDDEN' },
+    ]);
+    assert.deepEqual(h.broker.subscriptionsOf(b), []);
+  });
+
+  it('R-08 replays are subject to the send-queue cap: the session is closed, and what it got is a prefix in order', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    const epoch = epochOf(h, a, 'room:1');
+    for (let n = 1; n <= 10; n++) h.broker.publish('room:1', 'x'.repeat(100));
+    const b = connect(h, alice);
+    b.maxQueueBytes = 600; // the ack and a few messages of ~150 bytes
+    send(h, b, since(1, 'room:1', epoch, 0));
+    assert.equal(b.closedWith, 'SLOW_CONSUMER');
+    const frames = b.frames();
+    assert.deepEqual(frames[0], subAck(1, 10));
+    const seqs = frames.slice(1).map((f) => f.seq);
+    assert.ok(seqs.length > 0 && seqs.length < 10, `${seqs.length} replayed before the cap`);
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => i + 1),
+    );
+  });
+
+  it('malformed since is BAD_REQUEST and subscribes nothing', () => {
+    const h = harness({ channels: ROOMS });
+    const a = connect(h, alice);
+    for (const bad of [null, {}, { epoch: 'e' }, { epoch: 'e', seq: -1 }, { epoch: 'e', seq: 1, x: 1 }, 5]) {
+      send(h, a, { type: 'subscribe', id: 1, channel: 'room:1', since: bad });
+    }
+    assert.deepEqual(
+      codes(a).map((f) => f.code),
+      Array(6).fill('BAD_REQUEST'),
+    );
+    assert.deepEqual(h.broker.subscriptionsOf(a), []);
   });
 });
