@@ -174,4 +174,3 @@ function checkAdmin(config: Config): string[] {
   }
   return errors;
 }
-

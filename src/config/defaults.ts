@@ -55,6 +55,7 @@ export const EXAMPLES: Readonly<Record<string, unknown>> = {
   'routes[].require': { claims: { amr: 'mfa', role: { oneOf: ['admin', 'staff'] } } },
   'routes[].subprotocols': ['chat.v1'],
   'routes[].schema': 'schemas/chat.json',
+  'routes[].host': 'chat.example.com',
   'routes[].upstream': {
     url: ['wss://10.0.0.5:9443', 'wss://10.0.0.6:9443'],
     ca: 'certs/upstream-ca.crt',

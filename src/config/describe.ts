@@ -378,8 +378,11 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
   'authenticators.<name>[type=webhook].timeoutMs': 'Milliseconds a webhook call may take.',
   'authenticators.<name>[type=webhook].cacheMs':
     'Milliseconds a webhook answer is reused for the same forwarded headers (0: never).',
-  'routes[].path':
-    'URL path served, in canonical form (e.g. /chat, no // or dot segments); must be unique across routes.',
+  'routes[].path': 'URL path served, in canonical form (e.g. /chat, no // or dot segments); unique per host.',
+  'routes[].host':
+    'Serve this route only for this Host (exact, or *.example.com for any subdomain); routes for a host are tried before routes without one.',
+  'routes[].pathMatch':
+    'exact serves the path only; prefix also serves every path below it on segment boundaries (/api serves /api/x, never /apix); the longest prefix wins.',
   'routes[].origins':
     'Allowed Origin values, exact or https://*.example.com. Empty by default: no browser page may connect until you list it (stops cross-site WebSocket hijacking).',
   'routes[].allowMissingOrigin':

@@ -241,6 +241,14 @@ export const RouteSchema = z
       .string()
       .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/, 'must be an absolute path such as /chat')
       .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must be in canonical form'),
+    host: z
+      .string()
+      .regex(
+        /^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+        'must be a host name, or *.example.com for any subdomain',
+      )
+      .optional(),
+    pathMatch: z.enum(['exact', 'prefix']).default('exact'),
     origins: z
       .array(
         z.string().superRefine((entry, ctx) => {
@@ -457,14 +465,15 @@ export const ConfigSchema = z
     }
     const seen = new Set<string>();
     config.routes.forEach((route, i) => {
-      if (seen.has(route.path)) {
+      const key = `${route.host?.toLowerCase() ?? '*'} ${route.path}`;
+      if (seen.has(key)) {
         ctx.addIssue({
           code: 'custom',
           path: ['routes', i, 'path'],
-          message: `duplicate route path ${route.path}`,
+          message: `duplicate route path ${route.path}${route.host ? ` for host ${route.host}` : ''}`,
         });
       }
-      seen.add(route.path);
+      seen.add(key);
       if (route.auth !== 'none') {
         route.auth.forEach((name, j) => {
           if (!Object.hasOwn(config.authenticators, name)) {

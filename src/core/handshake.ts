@@ -17,7 +17,13 @@ export interface HandshakeRequest {
 
 /** One route, compiled for fast per-handshake checks. */
 export interface RoutePolicy {
+  /** Unique among routes: the host pattern (or `*`) and the path. */
+  readonly key: string;
   readonly path: string;
+  /** Lower-case host, `*.suffix` pattern, or undefined for any host. */
+  readonly host: string | undefined;
+  /** True when the route also serves every path below its own (`/api` serves `/api/x`). */
+  readonly prefix: boolean;
   readonly config: RouteConfig;
   readonly origins: OriginPolicy;
   readonly subprotocols: readonly string[];
@@ -26,7 +32,10 @@ export interface RoutePolicy {
 /** Everything checkHandshake needs, compiled once from the config. */
 export interface HandshakePolicy {
   readonly hosts: ReadonlySet<string>;
+  /** Routes by key. */
   readonly routes: ReadonlyMap<string, RoutePolicy>;
+  /** Routes in matching order: most specific host first, then exact paths, then longer prefixes. */
+  readonly table: readonly RoutePolicy[];
   readonly maxUrlBytes: number;
   readonly maxHeaderCount: number;
 }
@@ -70,16 +79,30 @@ const MAX_SUBPROTOCOLS = 64;
 export function compileHandshakePolicy(config: Config): HandshakePolicy {
   const routes = new Map<string, RoutePolicy>();
   for (const route of config.routes) {
-    routes.set(route.path, {
+    const host = route.host?.toLowerCase();
+    const key = routeKey(route);
+    routes.set(key, {
+      key,
       path: route.path,
+      host,
+      prefix: route.pathMatch === 'prefix',
       config: route,
       origins: compileOriginPolicy(route.origins),
       subprotocols: route.subprotocols,
     });
   }
+  const hostRank = (r: RoutePolicy) => (r.host === undefined ? 0 : r.host.startsWith('*.') ? 1 : 2);
+  const table = [...routes.values()].sort(
+    (a, b) =>
+      hostRank(b) - hostRank(a) ||
+      Number(a.prefix) - Number(b.prefix) ||
+      b.path.length - a.path.length ||
+      (b.host?.length ?? 0) - (a.host?.length ?? 0),
+  );
   return {
     hosts: new Set(config.hosts.map((h) => h.toLowerCase())),
     routes,
+    table,
     maxUrlBytes: config.limits.maxUrlBytes,
     maxHeaderCount: config.limits.maxHeaderCount,
   };
@@ -163,7 +186,7 @@ export function checkHandshake(req: HandshakeRequest, policy: HandshakePolicy): 
   if (!host.ok) return host;
   const target = normaliseTarget(req.url, policy.maxUrlBytes);
   if (!target.ok) return target;
-  const route = policy.routes.get(target.path);
+  const route = findRoute(policy, host.host, target.path);
   if (!route) return { ok: false, code: 'ROUTE_NOT_FOUND', path: target.path };
   const originHeader = headers.get('origin');
   const origin = checkOrigin(route.origins, originHeader, { allowMissing: route.config.allowMissingOrigin });
@@ -208,5 +231,28 @@ export function checkPlainRequest(req: HandshakeRequest, policy: HandshakePolicy
   if (!host.ok) return host.code;
   const target = normaliseTarget(req.url, policy.maxUrlBytes);
   if (!target.ok) return target.code;
-  return policy.routes.has(target.path) ? 'UPGRADE_REQUIRED' : 'ROUTE_NOT_FOUND';
+  return findRoute(policy, host.host, target.path) ? 'UPGRADE_REQUIRED' : 'ROUTE_NOT_FOUND';
+}
+
+/** The key that identifies a route: its host pattern (or `*`) and its path. */
+export function routeKey(route: { readonly host?: string | undefined; readonly path: string }): string {
+  return `${route.host?.toLowerCase() ?? '*'} ${route.path}`;
+}
+
+/**
+ * The route for a normalised host name and path: a route for this host before a route for any
+ * host (like a server block before the default), an exact path before a prefix, and the longest
+ * prefix first. A prefix matches on segment boundaries only, so `/api` never serves `/apix`.
+ */
+export function findRoute(policy: HandshakePolicy, hostname: string, path: string): RoutePolicy | undefined {
+  for (const route of policy.table) {
+    if (route.host !== undefined) {
+      if (route.host.startsWith('*.')) {
+        if (!hostname.endsWith(route.host.slice(1)) || hostname.length <= route.host.length - 1) continue;
+      } else if (route.host !== hostname) continue;
+    }
+    if (route.path === path) return route;
+    if (route.prefix && (route.path === '/' || path.startsWith(`${route.path}/`))) return route;
+  }
+  return undefined;
 }

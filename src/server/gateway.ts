@@ -16,10 +16,12 @@ import {
   checkHost,
   checkPlainRequest,
   compileHandshakePolicy,
+  findRoute,
   type HandshakePolicy,
   type HandshakeRequest,
   type HeaderMap,
   type RoutePolicy,
+  routeKey,
   scanHeaders,
 } from '../core/handshake.js';
 import { checkOrigin } from '../core/origin.js';
@@ -384,8 +386,8 @@ class PortcullisGateway implements Gateway, SessionHost {
             refresh: (session, token) => this.refreshSession(session, token),
             onError: (session, err) => this.onError(session, err as Error),
           });
-          brokers.set(route.path, broker);
-          targets.set(route.path, broker);
+          brokers.set(routeKey(route), broker);
+          targets.set(routeKey(route), broker);
         } catch (err) {
           throw new ConfigError([`routes[${i}].broker.${(err as Error).message}`]);
         }
@@ -402,16 +404,16 @@ class PortcullisGateway implements Gateway, SessionHost {
         } catch (err) {
           throw new ConfigError([`routes[${i}].upstream.${(err as Error).message}`]);
         }
-        relays.set(route.path, relay);
+        relays.set(routeKey(route), relay);
         // The schema applies to client-to-upstream messages; the relay keeps its lifecycle hooks.
         targets.set(
-          route.path,
+          routeKey(route),
           schema ? schemaTarget(relay, compileSchemaFile(schema), limits.maxJsonDepth) : relay,
         );
         return;
       }
       targets.set(
-        route.path,
+        routeKey(route),
         schema ? schemaTarget(ECHO, compileSchemaFile(schema), limits.maxJsonDepth) : ECHO,
       );
     });
@@ -421,11 +423,11 @@ class PortcullisGateway implements Gateway, SessionHost {
         route.config.auth === 'none'
           ? []
           : route.config.auth.map((n) => authenticators.get(n) as Authenticator);
-      routes.set(route.path, {
+      routes.set(route.key, {
         policy: route,
         rules: sessionRules(route.config.limits),
-        wss: bindRelay(this.routeServer(route.config, config), relays.get(route.path)),
-        target: targets.get(route.path) as Target,
+        wss: bindRelay(this.routeServer(route.config, config), relays.get(route.key)),
+        target: targets.get(route.key) as Target,
         authenticators: auth,
         ticket: auth.find((a): a is TicketAuthenticator => a.type === 'ticket'),
         challenges: challengesOf(auth),
@@ -656,7 +658,8 @@ class PortcullisGateway implements Gateway, SessionHost {
     const host = checkHost(scan.headers.get('host'), this.policy, request.servername);
     if (!host.ok) return answer(host.code, null);
     const routePath = new URLSearchParams(query).get('route') ?? '';
-    const route = this.routes.get(routePath);
+    const found = routePath.startsWith('/') ? findRoute(this.policy, host.host, routePath) : undefined;
+    const route = found && this.routes.get(found.key);
     if (!route?.ticket) return answer('ROUTE_NOT_FOUND', null);
     const origin = scan.headers.get('origin');
     const verdict = checkOrigin(route.policy.origins, origin, { allowMissing: false });
@@ -697,7 +700,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       issuers.length > 0 ? issuers.map((n) => this.authenticators.get(n) as Authenticator) : undefined,
     );
     if (!outcome.ok) return answer(outcome.code, routePath, outcome.reason, outcome.retryAfterMs);
-    const issued = await route.ticket.issue(outcome.principal, routePath, Date.now());
+    const issued = await route.ticket.issue(outcome.principal, route.policy.key, Date.now());
     if (!issued) return answer('SERVER_BUSY', routePath, 'ticket_store_full', 1000);
     this.log.info({
       event: 'ticket',
@@ -827,7 +830,7 @@ class PortcullisGateway implements Gateway, SessionHost {
           origin: logSafe(verdict.origin),
         });
       }
-      const route = this.routes.get(verdict.route.path) as CompiledRoute;
+      const route = this.routes.get(verdict.route.key) as CompiledRoute;
       challenges = route.challenges;
       const base = { route: route.policy.path, origin: logSafe(verdict.origin) };
       // Identity before any slot is taken and before any byte is sent (A-01, A-09).
@@ -843,7 +846,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       // The audit log gets the subject escaped like any client-influenced value.
       const identity = logSafe(subject);
       // maxConnectionsPerIdentity is a per-route limit, so the count is kept per route too.
-      const key = { ip: remote, identity: subject === null ? undefined : `${route.policy.path} ${subject}` };
+      const key = { ip: remote, identity: subject === null ? undefined : `${route.policy.key} ${subject}` };
       const admitted = await this.engine.acquire(key, {
         maxConnections: this.config.limits.maxConnections,
         perIpConnections: this.config.limits.perIp.maxConnections,
@@ -900,6 +903,7 @@ class PortcullisGateway implements Gateway, SessionHost {
           {
             id: this.nextId++,
             route: route.policy.path,
+            routeKey: route.policy.key,
             remote,
             identity,
             subprotocol,
@@ -961,6 +965,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       headers,
       query,
       routePath: route.policy.path,
+      routeKey: route.policy.key,
       allowQueryToken: route.policy.config.allowQueryToken,
       clientCert: tlsSocket
         ? clientCertificateOf(tlsSocket.getPeerCertificate(), tlsSocket.authorized)
@@ -997,12 +1002,13 @@ class PortcullisGateway implements Gateway, SessionHost {
     // All or nothing: routes may cap names differently (maxChannelNameBytes), and a publication
     // reported as refused must not have reached a subscriber on an earlier route. The data fails
     // to serialise on the first route or on none, so only the name needs checking first.
-    for (const [path, broker] of this.brokers) {
-      if (options.route !== undefined && options.route !== path) continue;
+    const selected = [...this.brokers].filter(
+      ([key]) => options.route === undefined || this.routes.get(key)?.policy.path === options.route,
+    );
+    for (const [, broker] of selected) {
       if (!broker.acceptsChannel(channel)) return { ok: false, delivered: 0 };
     }
-    for (const [path, broker] of this.brokers) {
-      if (options.route !== undefined && options.route !== path) continue;
+    for (const [, broker] of selected) {
       const result = broker.publish(channel, data);
       if (!result.ok) return { ok: false, delivered: 0 };
       ok = true;
@@ -1033,7 +1039,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   /** In-band credential refresh (broker `auth.refresh`): same subject, new expiry. */
   async refreshSession(session: Session, token: string): Promise<ErrorCode | undefined> {
     const current = session.info.principal;
-    const route = this.routes.get(session.info.route);
+    const route = this.routes.get(session.info.routeKey);
     if (!current || !route) return 'FORBIDDEN';
     const authenticator = route.authenticators.find((a) => a.name === current.authenticator);
     if (authenticator?.type !== 'jwt') return 'FORBIDDEN';

@@ -54,7 +54,9 @@ export type PrepareResult =
 /** Who the connection belongs to, for accounting and the audit log. */
 export interface SessionInfo {
   readonly id: number;
+  /** The route's path (for the audit log) and its unique key (host pattern and path). */
   readonly route: string;
+  readonly routeKey: string;
   readonly remote: string;
   readonly identity: string | null;
   readonly subprotocol: string | undefined;

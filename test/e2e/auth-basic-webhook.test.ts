@@ -27,6 +27,7 @@ function input(headers: Record<string, string>, over: { remote?: string; now?: n
     headers: new Map(Object.entries(headers)),
     query: '',
     routePath: '/tools',
+    routeKey: '* /tools',
     allowQueryToken: false,
     clientCert: null,
     remote: over.remote ?? '203.0.113.7',

@@ -92,6 +92,7 @@ describe('clientCertificateOf over a real TLS connection', () => {
       headers: new Map(),
       query: '',
       routePath: '/d',
+      routeKey: '* /d',
       allowQueryToken: false,
       remote: '127.0.0.1',
     };

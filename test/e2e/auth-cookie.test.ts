@@ -24,6 +24,7 @@ function input(cookie: string | undefined, now = NOW): AuthInput {
     headers,
     query: '',
     routePath: '/chat',
+    routeKey: '* /chat',
     allowQueryToken: false,
     clientCert: null,
     remote: '127.0.0.1',

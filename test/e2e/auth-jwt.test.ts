@@ -76,6 +76,7 @@ function input(
     headers: overrides.headers ?? headers,
     query: overrides.query ?? '',
     routePath: '/chat',
+    routeKey: '* /chat',
     allowQueryToken: overrides.allowQueryToken ?? false,
     clientCert: overrides.clientCert ?? null,
     remote: '127.0.0.1',

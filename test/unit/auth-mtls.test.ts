@@ -24,6 +24,7 @@ function input(clientCert: ClientCertificate | null): AuthInput {
     headers: new Map(),
     query: '',
     routePath: '/devices',
+    routeKey: '* /devices',
     allowQueryToken: false,
     clientCert,
     remote: '127.0.0.1',

@@ -55,7 +55,7 @@ export function createTicketAuthenticator(
       // Taken (deleted) before any other check, so a ticket is spent even by a failed attempt.
       const stored = await engine.takeTicket(ticket, input.now);
       if (!stored) return { kind: 'fail', code: 'UNAUTHENTICATED', reason: 'ticket_invalid' };
-      if (stored.route !== input.routePath)
+      if (stored.route !== input.routeKey)
         return { kind: 'fail', code: 'UNAUTHENTICATED', reason: 'ticket_wrong_route' };
       return { kind: 'ok', principal: stored.principal };
     },

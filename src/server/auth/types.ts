@@ -10,6 +10,8 @@ export interface AuthInput {
   /** The raw query string (without `?`); tokens here are accepted only where the route opts in. */
   readonly query: string;
   readonly routePath: string;
+  /** The route's unique key (host pattern and path); tickets are bound to it. */
+  readonly routeKey: string;
   /** Whether the route accepts a bearer token in the query string (`allowQueryToken`). */
   readonly allowQueryToken: boolean;
   /** The client certificate, when the connection presented one that the TLS layer verified. */
