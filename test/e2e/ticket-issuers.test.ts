@@ -4,12 +4,22 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { signSessionCookie } from '../../src/server/auth/cookie-sign.js';
-import { closed, echoRoute, nextMessage, openClient, startGateway, type TestGateway, writeTempFile } from '../helpers/gateway.js';
+import {
+  closed,
+  echoRoute,
+  nextMessage,
+  openClient,
+  startGateway,
+  type TestGateway,
+  writeTempFile,
+} from '../helpers/gateway.js';
 import { HS, RawClient } from '../helpers/raw.js';
 
 async function post(gw: TestGateway, headers: Record<string, string>, method = 'POST') {
   const client = await RawClient.connect(gw.port, gw.ca);
-  const lines = Object.entries({ Host: 'localhost', 'Content-Length': '0', ...headers }).map(([k, v]) => `${k}: ${v}`);
+  const lines = Object.entries({ Host: 'localhost', 'Content-Length': '0', ...headers }).map(
+    ([k, v]) => `${k}: ${v}`,
+  );
   client.write(`${method} /.portcullis/ticket?route=/live HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`);
   const res = await client.readResponse();
   client.destroy();
@@ -44,14 +54,20 @@ describe('ticket-only routes with issueWith', () => {
   });
 
   it('mints a ticket with the cookie (allowed Origin + custom header) and the ticket opens the route once', async () => {
-    const res = await post(gw, { Origin: 'https://app.test', Cookie: `sid=${cookie}`, 'X-Portcullis-Ticket': '1' });
+    const res = await post(gw, {
+      Origin: 'https://app.test',
+      Cookie: `sid=${cookie}`,
+      'X-Portcullis-Ticket': '1',
+    });
     assert.equal(res.status, 200);
     const { ticket } = JSON.parse(res.body) as { ticket: string };
     const ws = await openClient(gw, `/live?ticket=${ticket}`);
     const reply = nextMessage(ws);
     ws.send('hi');
     assert.equal((await reply).data.toString(), 'hi');
-    const accepted = gw.logs.filter((l) => l.event === 'handshake' && l.outcome === 'accepted' && l.route === '/live');
+    const accepted = gw.logs.filter(
+      (l) => l.event === 'handshake' && l.outcome === 'accepted' && l.route === '/live',
+    );
     assert.equal(accepted.at(-1)?.identity, 'alice');
     ws.close(1000);
     await closed(ws);

@@ -25,7 +25,9 @@ function testFiles(dir: string, out: string[] = []): string[] {
 
 const ids = readFileSync('test/threat-ids.txt', 'utf8').split('\n').filter(Boolean);
 const titles = testFiles('test').flatMap((file) =>
-  [...readFileSync(file, 'utf8').matchAll(/\b(?:it|test|describe)\(\s*['"`]([^'"`]+)/g)].map((m) => m[1] as string),
+  [...readFileSync(file, 'utf8').matchAll(/\b(?:it|test|describe)\(\s*['"`]([^'"`]+)/g)].map(
+    (m) => m[1] as string,
+  ),
 );
 const covered = (id: string) => titles.some((t) => t.startsWith(`${id} `) || t.startsWith(`${id}:`));
 
