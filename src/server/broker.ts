@@ -33,6 +33,8 @@ import type { Session, Target } from './session.js';
 /** The parts of a Session the broker uses (a real Session satisfies it). */
 export interface BrokerSession {
   send(data: Buffer | string, isBinary: boolean): boolean;
+  /** Sends a text payload shared by many sessions, framed once (a real Session has it). */
+  sendShared?(payload: Buffer): boolean;
   close(code: ErrorCode): void;
   /**
    * Read at every operation and delivery. A changed identity (refresh, privilege drop) must be a new
@@ -567,7 +569,7 @@ export class Broker<S extends BrokerSession = Session> {
       if (!conn || !this.regrant(session, conn, channel, sub, principal, now)) return false;
     }
     if (isExpired(principal, now)) return false; // no delivery after exp; the gateway closes it
-    return session.send(bytes, false);
+    return session.sendShared ? session.sendShared(bytes) : session.send(bytes, false);
   }
 
   /** Re-authorizes one subscription for a new principal; drops it and tells the client when refused. */

@@ -1,6 +1,7 @@
 // The runtime of one accepted connection: counts, rate admission (throttle/drop/close), control
 // frames, the send-queue cap, deadlines from the shared ticker, and the close audit event.
 // Handlers are shared functions bound through a symbol, not closures per connection.
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import type { HeaderMap } from '../core/handshake.js';
 import type { Principal } from '../core/principal.js';
@@ -122,8 +123,8 @@ export class Session implements Ticking {
   }
 
   /** The underlying socket (for TLS details such as the client certificate). */
-  get socket(): import('node:stream').Duplex {
-    return (this.ws as unknown as { _socket: import('node:stream').Duplex })._socket;
+  get socket(): Duplex {
+    return (this.ws as unknown as { _socket: Duplex })._socket;
   }
 
   /** Sends a message, closing a slow consumer instead of buffering without bound. */
@@ -139,6 +140,29 @@ export class Session implements Ticking {
     this.counters.bytesOut += size;
     onSent(this.state, Date.now());
     ws.send(data, { binary: isBinary });
+    return true;
+  }
+
+  /**
+   * Sends a text payload that many sessions share (a broker publication): the frame is built once
+   * per payload and written straight to the socket, and writes to one socket within one event-loop
+   * turn are corked into one TLS record batch. Falls back to send() when an extension (deflate)
+   * must transform frames.
+   */
+  sendShared(payload: Buffer): boolean {
+    const ws = this.ws;
+    if (ws.readyState !== 1) return false;
+    if (ws.extensions !== '') return this.send(payload, false);
+    if (ws.bufferedAmount + payload.length > this.rules.limits.maxSendQueueBytes) {
+      this.close('SLOW_CONSUMER');
+      return false;
+    }
+    this.counters.messagesOut++;
+    this.counters.bytesOut += payload.length;
+    onSent(this.state, Date.now());
+    const socket = this.socket;
+    corkForTurn(socket);
+    socket.write(textFrame(payload));
     return true;
   }
 
@@ -277,6 +301,46 @@ export class Session implements Ticking {
     if (code === null) this.host.onClosed(this, null, closeCode, 'client');
     else this.host.onClosed(this, code, ERRORS[code].close, 'server');
   }
+}
+
+// Frames built once per shared payload; the payload object is the key, so the cache empties itself.
+const framed = new WeakMap<Buffer, Buffer>();
+
+/** An unmasked, final text frame (RFC 6455 section 5.2) around `payload`. */
+function textFrame(payload: Buffer): Buffer {
+  let frame = framed.get(payload);
+  if (frame) return frame;
+  const n = payload.length;
+  const header = n < 126 ? 2 : n < 65_536 ? 4 : 10;
+  frame = Buffer.allocUnsafe(header + n);
+  frame[0] = 0x81;
+  if (n < 126) frame[1] = n;
+  else if (n < 65_536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(n), 2);
+  }
+  payload.copy(frame, header);
+  framed.set(payload, frame);
+  return frame;
+}
+
+// Sockets corked during this turn; one nextTick uncorks them all, so a burst of publications
+// reaches each subscriber as one write.
+const corked = new Set<Duplex>();
+
+function corkForTurn(socket: Duplex): void {
+  if (corked.has(socket)) return;
+  if (corked.size === 0) process.nextTick(uncorkAll);
+  socket.cork();
+  corked.add(socket);
+}
+
+function uncorkAll(): void {
+  for (const socket of corked) socket.uncork();
+  corked.clear();
 }
 
 function sessionOf(ws: WebSocket): Session {
