@@ -613,7 +613,10 @@ class PortcullisGateway implements Gateway, SessionHost {
     }
     // The identity keys are public; the Host rules still apply (a bad Host falls through to its refusal).
     if (target.ok && target.path === JWKS_PATH && this.identityKeys.active) {
-      if (checkPlainRequest(request, this.policy) === 'ROUTE_NOT_FOUND') {
+      // A gateway-owned path like the ticket and publish endpoints: served before route lookup, so
+      // a prefix route on / cannot hide it; a bad Host still gets its refusal.
+      const code = checkPlainRequest(request, this.policy);
+      if (code === 'ROUTE_NOT_FOUND' || code === 'UPGRADE_REQUIRED') {
         serveJwks(req, res, this.identityKeys, this.hsts);
         return;
       }
