@@ -9,25 +9,7 @@ import { retryOf } from './errors.js';
 import { type BaseConnectOptions, resolveBaseOptions } from './options.js';
 import { BEARER_PROTOCOL_PREFIX } from './token.js';
 
-export { ERRORS, type ErrorCode, type Retry } from '../protocol.js';
-export { DEFAULT_RECONNECT, type ReconnectOptions, type ReconnectPolicy } from './backoff.js';
-export { BROKER_PROTOCOL, type ChannelHandler, type ChannelMessage } from './broker.js';
-export {
-  CLOSED,
-  CLOSING,
-  Client,
-  type ClientEvents,
-  type CloseEvent,
-  CONNECTING,
-  type CredentialUpdate,
-  type Message,
-  OPEN,
-  type OpenEvent,
-  type ReadyState,
-  type ReconnectingEvent,
-} from './client.js';
-export { CLIENT_ERRORS, ClientError, type ClientErrorCode, retryOf } from './errors.js';
-export { type BaseConnectOptions, CLIENT_DEFAULTS, type Timers } from './options.js';
+export * from './shared-exports.js';
 export { BEARER_PROTOCOL_PREFIX, type TokenProvider, type TokenReason } from './token.js';
 
 /** The part of the WebSocket API the browser transport uses. */
