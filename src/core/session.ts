@@ -43,6 +43,12 @@ export type TickAction =
   | { type: 'close'; code: ErrorCode }
   | { type: 'terminate' };
 
+// Shared verdicts: the per-message path allocates nothing for the common outcomes.
+const DELIVER: Admission = Object.freeze({ type: 'deliver' });
+const DROP: Admission = Object.freeze({ type: 'drop' });
+const CLOSE_RATE_LIMITED: Admission = Object.freeze({ type: 'close', code: 'RATE_LIMITED' });
+const CLOSE_EXPIRED: Admission = Object.freeze({ type: 'close', code: 'CREDENTIAL_EXPIRED' });
+
 /** Derives the rate rules for a route's limits. */
 export function sessionRules(limits: RouteLimits): SessionRules {
   return {
@@ -71,20 +77,20 @@ export function openSession(rules: SessionRules, now: number, expiresAt = -1): S
 /** Admits a data message of `size` bytes, or says to wait (throttle), drop it or close. */
 export function admitMessage(rules: SessionRules, state: SessionState, size: number, now: number): Admission {
   // Past the credential's expiry nothing is delivered, even before the deadline clock ticks (A-07).
-  if (state.expiresAt >= 0 && now >= state.expiresAt) return { type: 'close', code: 'CREDENTIAL_EXPIRED' };
+  if (state.expiresAt >= 0 && now >= state.expiresAt) return CLOSE_EXPIRED;
   state.lastActivityAt = now;
   const waitMessages = take(rules.messages, state.messages, now, 1);
   const waitBytes = waitMessages === 0 ? take(rules.bytes, state.bytes, now, size) : waitMessages;
   if (waitMessages === 0 && waitBytes !== 0) state.messages.tokens += 1; // give back: nothing passed
   const wait = Math.max(waitMessages, waitBytes);
-  if (wait === 0) return { type: 'deliver' };
+  if (wait === 0) return DELIVER;
   switch (rules.limits.onRateExceeded) {
     case 'throttle':
-      return Number.isFinite(wait) ? { type: 'wait', ms: wait } : { type: 'close', code: 'RATE_LIMITED' };
+      return Number.isFinite(wait) ? { type: 'wait', ms: wait } : CLOSE_RATE_LIMITED;
     case 'drop':
-      return { type: 'drop' };
+      return DROP;
     case 'close':
-      return { type: 'close', code: 'RATE_LIMITED' };
+      return CLOSE_RATE_LIMITED;
     default:
       return rules.limits.onRateExceeded satisfies never;
   }
@@ -109,7 +115,8 @@ export function onPong(state: SessionState): void {
 
 /** Records a data message sent to the client: activity in the outbound direction. */
 export function onSent(state: SessionState, now: number): void {
-  state.lastActivityAt = now;
+  // `now` may come from a coarse clock: never move activity backwards.
+  if (now > state.lastActivityAt) state.lastActivityAt = now;
 }
 
 /** Decides what the deadline clock asks for at `now`. */

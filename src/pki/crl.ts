@@ -2,7 +2,10 @@
 import type * as X509 from '@peculiar/x509';
 import { BACKDATE_MS, DAY_MS, type Issued } from './issue.js';
 import { importSigningKey, signingAlgorithm, toPem } from './keys.js';
+import { normalizeSerial } from './serial.js';
 import { x509 } from './x509.js';
+
+export { normalizeSerial };
 
 /** One revoked certificate: its serial (hex, any case, colons allowed) and when it was revoked. */
 export interface RevokedEntry {
@@ -20,13 +23,6 @@ export interface CrlOptions {
 export const DEFAULT_CRL_DAYS = 7;
 
 const CRL_NUMBER_OID = '2.5.29.20';
-
-/** Normalises a hex serial (as printed by node, openssl or this module) to lowercase hex digits. */
-export function normalizeSerial(serial: string): string {
-  const hex = serial.replace(/:/g, '').toLowerCase();
-  if (!/^[0-9a-f]+$/.test(hex)) throw new TypeError(`not a hex serial number: ${serial}`);
-  return hex.length % 2 === 1 ? `0${hex}` : hex;
-}
 
 // RFC 5280 5.2.3 requires a monotonically increasing cRLNumber. Deriving it from thisUpdate (in
 // milliseconds) keeps it increasing across CRLs without storing a counter anywhere.

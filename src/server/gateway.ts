@@ -31,8 +31,9 @@ import type { RateRule } from '../core/rate.js';
 import { openSession, type SessionRules, sessionRules } from '../core/session.js';
 import { MemoryEngine } from '../engine/memory.js';
 import type { Engine } from '../engine/types.js';
-import { ensureDevCertificates } from '../pki/dev.js';
-import { normalizeSerial, revokedSerials } from '../pki/index.js';
+// src/pki (and @peculiar/x509 behind it) is loaded only when tls.dev or a CRL needs it: it is a
+// large heap that every message would otherwise pay for in garbage collection.
+import { normalizeSerial } from '../pki/serial.js';
 import { ERRORS, type ErrorCode } from '../protocol.js';
 import {
   type AuditLogger,
@@ -223,6 +224,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     if (config.tls !== false) {
       let { cert, key } = config.tls;
       if ((!cert || !key) && config.tls.dev) {
+        const { ensureDevCertificates } = await import('../pki/dev.js');
         const made = await ensureDevCertificates(config.tls.devDir);
         cert = made.certPath;
         key = made.keyPath;
@@ -1106,15 +1108,23 @@ class PortcullisGateway implements Gateway, SessionHost {
       this.log.info({ event: 'certificates', outcome: 'reloaded', reason }, 'certificates reloaded');
       if (context.crl) {
         // New handshakes see the new CRL through the secure context; open connections are checked here.
-        const revoked = revokedSerials(context.crl as Buffer);
-        const closed = this.closeSessions(
-          (s) => s.info.certSerial !== null && revoked.has(s.info.certSerial),
-          'CERTIFICATE_REVOKED',
-        );
-        if (closed > 0)
-          this.log.info(
-            { event: 'certificates', outcome: 'revoked', closed },
-            'closed connections with revoked certificates',
+        const crl = context.crl as Buffer;
+        void import('../pki/crl.js')
+          .then(({ revokedSerials }) => {
+            const revoked = revokedSerials(crl);
+
+            const closed = this.closeSessions(
+              (s) => s.info.certSerial !== null && revoked.has(s.info.certSerial),
+              'CERTIFICATE_REVOKED',
+            );
+            if (closed > 0)
+              this.log.info(
+                { event: 'certificates', outcome: 'revoked', closed },
+                'closed connections with revoked certificates',
+              );
+          })
+          .catch((err: Error) =>
+            this.log.warn({ event: 'certificates', outcome: 'crl_unreadable', err: err.message }),
           );
       }
     } catch (err) {

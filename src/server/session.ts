@@ -16,7 +16,7 @@ import {
   tick,
 } from '../core/session.js';
 import { ERRORS, type ErrorCode, isSendableCloseCode } from '../protocol.js';
-import type { Ticking } from './ticker.js';
+import { coarseClock, type Ticking } from './ticker.js';
 
 const kSession = Symbol('portcullis.session');
 
@@ -138,7 +138,7 @@ export class Session implements Ticking {
     }
     this.counters.messagesOut++;
     this.counters.bytesOut += size;
-    onSent(this.state, Date.now());
+    onSent(this.state, coarseClock.now);
     ws.send(data, { binary: isBinary });
     return true;
   }
@@ -159,7 +159,7 @@ export class Session implements Ticking {
     }
     this.counters.messagesOut++;
     this.counters.bytesOut += payload.length;
-    onSent(this.state, Date.now());
+    onSent(this.state, coarseClock.now);
     const socket = this.socket;
     corkForTurn(socket);
     socket.write(textFrame(payload));
@@ -208,7 +208,9 @@ export class Session implements Ticking {
       this.hold(data, isBinary);
       return;
     }
-    this.act(admitMessage(this.rules, this.state, data.length, Date.now()), data, isBinary);
+    const now = Date.now();
+    coarseClock.now = now;
+    this.act(admitMessage(this.rules, this.state, data.length, now), data, isBinary);
   }
 
   private act(admission: Admission, data: Buffer, isBinary: boolean): boolean {

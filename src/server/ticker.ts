@@ -6,6 +6,12 @@ export interface Ticking {
   onTick(now: number): void;
 }
 
+/**
+ * A clock read at most once per received message and once per tick, for bookkeeping that needs no
+ * more precision than the deadlines it feeds (outbound activity for the idle timeout).
+ */
+export const coarseClock = { now: Date.now() };
+
 /** Calls onTick(now) on every member at a fixed resolution. */
 export class Ticker<T extends Ticking> {
   readonly members = new Set<T>();
@@ -25,6 +31,7 @@ export class Ticker<T extends Ticking> {
   }
 
   add(member: T): void {
+    coarseClock.now = Date.now();
     this.members.add(member);
     if (!this.timer) this.start();
   }
@@ -40,6 +47,7 @@ export class Ticker<T extends Ticking> {
   private start(): void {
     this.timer = setInterval(() => {
       const now = Date.now();
+      coarseClock.now = now;
       for (const member of this.members) member.onTick(now);
     }, this.resolutionMs);
     this.timer.unref();
