@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import type { UpstreamConfig } from '../config/schema.js';
 import { clientCloseFor, type UpstreamClose, upstreamCloseFor } from '../core/relay.js';
 import type { ErrorCode } from '../protocol.js';
+import { corkForTurn } from './cork.js';
 import type { Session } from './session.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -85,6 +86,7 @@ export class Leg {
       this.stalled('UPSTREAM_UNAVAILABLE');
       return;
     }
+    if (this.upstreamSocket) corkForTurn(this.upstreamSocket);
     this.ws.send(data, { binary: isBinary, compress: false });
     if (this.ws.bufferedAmount <= this.config.highWaterMarkBytes) return;
     // Pause again even when already marked: the session resumes the socket itself at the end of

@@ -16,6 +16,7 @@ import {
   tick,
 } from '../core/session.js';
 import { ERRORS, type ErrorCode, isSendableCloseCode } from '../protocol.js';
+import { corkForTurn } from './cork.js';
 import { coarseClock, type Ticking } from './ticker.js';
 
 const kSession = Symbol('portcullis.session');
@@ -139,6 +140,7 @@ export class Session implements Ticking {
     this.counters.messagesOut++;
     this.counters.bytesOut += size;
     onSent(this.state, coarseClock.now);
+    corkForTurn(this.socket);
     ws.send(data, { binary: isBinary });
     return true;
   }
@@ -327,22 +329,6 @@ function textFrame(payload: Buffer): Buffer {
   payload.copy(frame, header);
   framed.set(payload, frame);
   return frame;
-}
-
-// Sockets corked during this turn; one nextTick uncorks them all, so a burst of publications
-// reaches each subscriber as one write.
-const corked = new Set<Duplex>();
-
-function corkForTurn(socket: Duplex): void {
-  if (corked.has(socket)) return;
-  if (corked.size === 0) process.nextTick(uncorkAll);
-  socket.cork();
-  corked.add(socket);
-}
-
-function uncorkAll(): void {
-  for (const socket of corked) socket.uncork();
-  corked.clear();
 }
 
 function sessionOf(ws: WebSocket): Session {
