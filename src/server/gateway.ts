@@ -550,9 +550,16 @@ class PortcullisGateway implements Gateway, SessionHost {
         socket.destroy();
       }
     });
-    server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
-      this.refuse(socket, 'METHOD_NOT_ALLOWED'),
-    );
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      this.countRejection('METHOD_NOT_ALLOWED');
+      this.log.info({
+        event: 'request',
+        outcome: 'rejected',
+        code: 'METHOD_NOT_ALLOWED',
+        remote: socketRemote(socket),
+      });
+      this.refuse(socket, 'METHOD_NOT_ALLOWED');
+    });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.onUpgrade(req, socket, head).catch((err: unknown) => {

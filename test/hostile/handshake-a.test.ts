@@ -108,7 +108,8 @@ describe('opening handshake (threats H-01..H-06)', () => {
       );
       assert.equal(res.headers.allow, 'GET', method);
     }
-    // CONNECT takes Node's 'connect' path, not 'upgrade': refused the same way.
+    // CONNECT takes Node's 'connect' path, not 'upgrade': refused the same way, and logged.
+    const logged = gw.logs.length;
     const connect = await expectRefused(
       gw,
       'CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n',
@@ -117,6 +118,10 @@ describe('opening handshake (threats H-01..H-06)', () => {
       'CONNECT',
     );
     assert.equal(connect.headers.allow, 'GET');
+    assert.ok(
+      gw.logs.slice(logged).some((l) => l.event === 'request' && l.code === 'METHOD_NOT_ALLOWED'),
+      'the CONNECT refusal is logged',
+    );
     // ws itself would answer this with 101; the gateway checks the version first.
     await expectRefused(gw, hs({}, { version: '1.0' }), 400, 'HTTP_VERSION_NOT_SUPPORTED', 'HTTP/1.0');
     // A valid handshake pipelined behind a refused POST is never parsed, let alone upgraded.
