@@ -20,6 +20,7 @@ import { ERRORS, type ErrorCode } from '../../src/protocol.js';
 import { createGateway } from '../../src/server/gateway.js';
 import { canary, echoRoute, openClient, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { HS, RawClient } from '../helpers/raw.js';
+import { sleep, until } from '../helpers/wait.js';
 
 type Frame = Record<string, unknown>;
 
@@ -30,23 +31,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 /** The repository root, wherever the runner was started. */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `probe` every 10 ms until it returns a value, or fails after `timeoutMs`. */
-async function until<T>(
-  probe: () => T | undefined | null | false,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** The error frame the server sends for `code`: fixed text from ERRORS, never a piece of the input. */
 function errorOf(code: ErrorCode, id?: string | number, channel?: string): Frame {
@@ -171,7 +155,7 @@ class Peer {
 
   /** Resolves with the close code and reason once the connection has closed (bounded). */
   async closed(timeoutMs = 3_000): Promise<{ code: number; reason: string }> {
-    return until(() => this.closeInfo, timeoutMs, 'the close');
+    return until(() => this.closeInfo, 'the close', timeoutMs);
   }
 
   async close(): Promise<void> {
@@ -393,7 +377,7 @@ describe('broker routes (portcullis.v1) over real sockets', () => {
     const audit = gw.logs.filter((l) => l.event === 'handshake' && l.route === '/live');
     assert.ok(audit.some((l) => l.outcome === 'rejected' && l.code === 'SUBPROTOCOL_NOT_SUPPORTED'));
     assert.ok(audit.some((l) => l.outcome === 'accepted' && l.subprotocol === PROTOCOL));
-    await until(() => gw.gateway.connectionCount() === 0, 3_000, 'the raw 101 sockets to go');
+    await until(() => gw.gateway.connectionCount() === 0, 'the raw 101 sockets to go', 3_000);
     await canary(gw);
   });
 
@@ -471,8 +455,8 @@ describe('broker routes (portcullis.v1) over real sockets', () => {
     assert.deepEqual(mallory.unread(), []);
     const audit = await until(
       () => gw.logs.find((l) => l.event === 'close' && l.identity === 'mallory'),
-      3_000,
       'the close audit line',
+      3_000,
     );
     assert.equal(audit.code, 'TOO_MANY_ERRORS');
     assert.equal(audit.closeCode, 1008);
@@ -936,7 +920,7 @@ describe('broker routes (portcullis.v1) over real sockets', () => {
       assert.equal(result.delivered, 2);
     }
     assert.ok(slowDropped, `the slow reader was never dropped after ${published} bytes`);
-    const audit = await until(slowClose, 5_000, 'the slow reader close audit line');
+    const audit = await until(slowClose, 'the slow reader close audit line', 5_000);
     assert.equal(audit.code, 'SLOW_CONSUMER');
     assert.equal(audit.closeCode, 1013);
     assert.equal(audit.by, 'server');

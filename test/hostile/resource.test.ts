@@ -21,6 +21,7 @@ import {
   type TestGateway,
 } from '../helpers/gateway.js';
 import { closePayload, F, HS, RawClient, type ServerFrame, upgraded } from '../helpers/raw.js';
+import { sleep, until } from '../helpers/wait.js';
 
 type LogLine = Record<string, unknown>;
 type Response = Awaited<ReturnType<RawClient['readResponse']>>;
@@ -30,23 +31,6 @@ const MiB = 1024 * KiB;
 // Handshake admission generous enough that only the limit under test can refuse.
 const MANY_HANDSHAKES = { handshakesPerSecond: 100_000, handshakeBurst: 100_000 };
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` every 10 ms until it returns a value, or fails after `timeoutMs`. */
-async function until<T>(
-  probe: () => T | undefined | null | false,
-  timeoutMs: number,
-  what: string,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 /** The first log line matching `match`, waiting for it to be written. */
 function logged(
   gw: TestGateway,
@@ -54,7 +38,7 @@ function logged(
   what: string,
   timeoutMs = 3_000,
 ): Promise<LogLine> {
-  return until(() => gw.logs.find(match), timeoutMs, what);
+  return until(() => gw.logs.find(match), what, timeoutMs);
 }
 
 /** Sends one raw handshake and reads the answer; the socket is left to the caller. */
@@ -156,8 +140,8 @@ describe('R-01 slowloris and idle connects on the handshake', () => {
 
     await until(
       () => closedAt.size === 45,
-      budget + 2_000,
       `all 45 sockets closed (${closedAt.size} so far)`,
+      budget + 2_000,
     );
     stop = true;
     await dribble;
@@ -183,8 +167,8 @@ describe('R-01 slowloris and idle connects on the handshake', () => {
     if (fdsBefore !== undefined) {
       await until(
         () => (openFds() ?? 0) <= fdsBefore + 2,
-        2_000,
         `fds back to ${fdsBefore} (now ${openFds()})`,
+        2_000,
       );
     }
     await canary(gw);
@@ -247,11 +231,11 @@ describe('R-02 connection exhaustion per IP and globally; counters do not leak',
         if (c.raw && c.kind === 2) c.raw.destroy(); // raw TCP teardown without a close frame
         if (c.raw && c.kind === 3) c.raw.write(F(0x88, closePayload(1000))); // raw close handshake
       }
-      await until(() => engine.counts().connections === 0, 3_000, `batch ${batch} released`);
+      await until(() => engine.counts().connections === 0, `batch ${batch} released`, 3_000);
       for (const c of opened) c.raw?.destroy();
     }
     assert.equal(refused, 10);
-    await until(() => gw.gateway.connectionCount() === 0, 3_000, 'connectionCount 0');
+    await until(() => gw.gateway.connectionCount() === 0, 'connectionCount 0', 3_000);
     // Every count is back at rest; handshake buckets are swept on their own timer.
     for (const [name, value] of Object.entries(engine.counts())) {
       if (name !== 'handshakeBuckets') assert.equal(value, 0, `engine ${name}`);
@@ -328,8 +312,8 @@ describe('R-03 spoofed forwarding headers', () => {
       }
       await until(
         () => gw.logs.filter((l) => l.code === 'IP_CONNECTION_LIMIT').length === 5,
-        2_000,
         'five audit lines',
+        2_000,
       );
       for (const l of gw.logs.filter((x) => x.code === 'IP_CONNECTION_LIMIT'))
         assert.equal(l.remote, '127.0.0.1');
@@ -453,8 +437,8 @@ describe('R-04 oversized messages (maxMessageBytes 65536)', () => {
     assert.equal(before.length, 0);
     await until(
       () => gw.logs.filter((l) => l.code === 'MESSAGE_TOO_BIG').length === 3,
-      2_000,
       'three close events',
+      2_000,
     );
     assert.ok(!gw.rawLog().includes('dddd'), 'no payload in the log');
     await canary(gw);
@@ -762,7 +746,7 @@ describe('R-09 message rate floods', () => {
     const got = collect(ws);
     const started = performance.now();
     for (let i = 0; i < 30; i++) ws.send(`t${i}`);
-    await until(() => got.length === 30, 3_000, 'thirty echoes');
+    await until(() => got.length === 30, 'thirty echoes', 3_000);
     const elapsed = performance.now() - started;
     assert.deepEqual(
       got,
