@@ -56,6 +56,7 @@ import { IdentityKeys, JWKS_PATH, serveJwks } from './identity-token.js';
 import {
   clientCertProblem,
   createListener,
+  peerCertificateOf,
   SniContexts,
   secureContextOptions,
   type TlsFiles,
@@ -508,7 +509,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       const problem = clientCertProblem(socket, this.config.tls.clientAuth);
       if (problem) {
         this.stats.tlsRejected++;
-        const subject = socket.getPeerCertificate()?.subject?.CN;
+        const subject = peerCertificateOf(socket)?.subject?.CN;
         this.log.info(
           {
             event: 'tls',
@@ -979,9 +980,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       routePath: route.policy.path,
       routeKey: route.policy.key,
       allowQueryToken: route.policy.config.allowQueryToken,
-      clientCert: tlsSocket
-        ? clientCertificateOf(tlsSocket.getPeerCertificate(), tlsSocket.authorized)
-        : null,
+      clientCert: tlsSocket ? clientCertificateOf(peerCertificateOf(tlsSocket), tlsSocket.authorized) : null,
       remote,
       now,
     };
@@ -1170,7 +1169,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   private tlsSummary(socket: Duplex): TlsSummary | null {
     const tls = tlsSocketOf(socket);
     if (!tls) return null;
-    const cert = tls.getPeerCertificate();
+    const cert = peerCertificateOf(tls);
     const fingerprint = cert?.fingerprint256 ? cert.fingerprint256.replaceAll(':', '').toLowerCase() : null;
     return { version: tls.getProtocol(), clientCert: fingerprint };
   }
@@ -1248,7 +1247,7 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined
 function verifiedCert(socket: Duplex): { serial: string; notAfter: number } | null {
   const tls = tlsSocketOf(socket);
   if (!tls?.authorized) return null;
-  const peer = tls.getPeerCertificate();
+  const peer = peerCertificateOf(tls);
   if (!peer?.serialNumber) return null;
   const notAfter = Date.parse(peer.valid_to);
   return {

@@ -7,7 +7,13 @@ import http from 'node:http';
 import https from 'node:https';
 import { basename, dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
+import {
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  type SecureContextOptions,
+  type TLSSocket,
+} from 'node:tls';
 import type { Config, TlsConfig } from '../config/schema.js';
 
 /** TLS 1.3 suites first, then TLS 1.2 ECDHE with AEAD only (no CBC, no RSA key exchange). */
@@ -124,13 +130,28 @@ export function createListener(config: Config, files: TlsFiles | undefined, sni?
   return server;
 }
 
+// Node builds a fresh object on every getPeerCertificate() call; a handshake asks several times
+// (mTLS check, audit, authentication, session deadline), and renegotiation is off, so one answer
+// per socket holds for its whole life.
+const peerCertificates = new WeakMap<TLSSocket, PeerCertificate>();
+
+/** The peer certificate of a TLS socket, read once. */
+export function peerCertificateOf(socket: TLSSocket): PeerCertificate {
+  let cert = peerCertificates.get(socket);
+  if (!cert) {
+    cert = socket.getPeerCertificate();
+    peerCertificates.set(socket, cert);
+  }
+  return cert;
+}
+
 /** Why a client certificate is not acceptable, or undefined when it is (or none is needed). */
 export function clientCertProblem(
   socket: TLSSocket,
   clientAuth: TlsConfig['clientAuth'],
 ): string | undefined {
   if (clientAuth === 'off') return undefined;
-  const cert = socket.getPeerCertificate();
+  const cert = peerCertificateOf(socket);
   const presented = cert && Object.keys(cert).length > 0;
   if (!presented) return clientAuth === 'required' ? 'NO_CLIENT_CERTIFICATE' : undefined;
   if (socket.authorized) return undefined;
