@@ -1,9 +1,9 @@
 // `portcullis config check FILE`: the schema errors of a config file, then what the schema cannot
 // know: that every referenced file exists and holds what its key says, and that the key matches
 // the certificate.
-import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { compileSchemaFile } from '../server/schema.js';
+import { compileSchemaFile } from './json-schema.js';
 import { ConfigError, loadConfig } from './load.js';
 import { type Config, isLoopback } from './schema.js';
 

@@ -1,28 +1,11 @@
 // Per-route JSON Schema (routes[].schema): every text message must parse (within the depth
 // limit) and satisfy the schema; binary messages are refused on such a route (1003). There is no
 // in-band error channel on echo/upstream routes, so a violation closes the connection.
-import { readFileSync } from 'node:fs';
-import { Ajv } from 'ajv';
-import { parse as parseYaml } from 'yaml';
+import { compileSchemaFile } from '../config/json-schema.js';
 import { checkJson } from '../core/json.js';
 import type { Target } from './session.js';
 
-/** Compiles a schema file into a validator; throws with the file named when it is invalid. */
-export function compileSchemaFile(path: string): (value: unknown) => boolean {
-  let schema: unknown;
-  try {
-    schema = parseYaml(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new Error(`schema ${path}: ${(err as Error).message.split('\n')[0]}`);
-  }
-  // strict mode rejects unknown keywords, so a typo in the schema cannot silently allow everything.
-  const ajv = new Ajv({ strict: true, allErrors: false, validateFormats: false });
-  try {
-    return ajv.compile(schema as object);
-  } catch (err) {
-    throw new Error(`schema ${path}: ${(err as Error).message}`);
-  }
-}
+export { compileSchemaFile };
 
 /** Wraps a target so only schema-valid JSON text reaches it; its lifecycle hooks are kept. */
 export function schemaTarget(inner: Target, validate: (value: unknown) => boolean, maxDepth: number): Target {
