@@ -42,7 +42,7 @@ describe('identity tokens', () => {
   it('carry iss, aud, sub, auth, a jti and only the listed claims, and verify against the JWKS', async () => {
     const keys = new IdentityKeys();
     const key = keys.generatedKey();
-    const token = await signIdentity(key, {
+    const token = signIdentity(key, {
       principal: principal(),
       audience: '/chat',
       ttlSec: 60,
@@ -66,7 +66,7 @@ describe('identity tokens', () => {
 
   it('never outlive the credential they describe', async () => {
     const keys = new IdentityKeys();
-    const token = await signIdentity(keys.generatedKey(), {
+    const token = signIdentity(keys.generatedKey(), {
       principal: principal({ expiresAt: NOW + 10_000 }),
       audience: '/chat',
       ttlSec: 60,
