@@ -4,8 +4,10 @@
 // to a file. /echo echoes; /live is the built-in broker (portcullis.v1). With `upstream` set, /echo
 // is an upstream route to that ws:// app instead (gateway mode, its defaults on: forwarded headers
 // and the signed identity header).
-import { pino } from 'pino';
+
+import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { createLogDestination } from '../../src/server/audit.js';
 import { createGateway } from '../../src/server/gateway.js';
 import { BENCH_CHANNEL } from '../frames.js';
 import { JWT_AUDIENCE, JWT_ISSUER, onStop, ready, settings } from './common.js';
@@ -64,8 +66,10 @@ function benchConfig(s: { cert: string; key: string; jwtKeyFile: string; upstrea
 }
 
 const s = settings();
-const gateway = createGateway(benchConfig(s), {
-  logDestination: pino.destination({ dest: s.auditFile, sync: false }),
+const config = parseConfig(benchConfig(s));
+// The gateway's own default destination (buffered as config `log` says), pointed at a file.
+const gateway = createGateway(config, {
+  logDestination: createLogDestination(config.log, () => {}, s.auditFile),
 });
 const info = await gateway.listen();
 ready({ port: info.port });

@@ -538,4 +538,9 @@ export const DESCRIPTIONS: Readonly<Record<string, string>> = {
 
   log: 'Logging (JSON lines on stdout; tokens, cookies and Authorization values are always redacted).',
   'log.level': 'Least severe level written: fatal, error, warn, info, debug, trace or silent.',
+  'log.bufferBytes':
+    'Log lines are held until this many bytes are waiting and then written with one system call (0: each line at once). Held lines are written at exit, on close and every flushIntervalMs.',
+  'log.flushIntervalMs': 'Longest time a log line waits in the buffer before it is written.',
+  'log.maxPendingBytes':
+    'Bound on log bytes waiting for a slow stdout or disk; lines beyond it are dropped and counted in stats.logLinesDropped.',
 };

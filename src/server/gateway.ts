@@ -38,6 +38,8 @@ import { ERRORS, type ErrorCode } from '../protocol.js';
 import {
   type AuditLogger,
   type CloseEvent,
+  createAuditLogger,
+  createLogDestination,
   createLogger,
   type HandshakeEvent,
   logSafe,
@@ -70,7 +72,10 @@ import { resolutionFor, Ticker } from './ticker.js';
 
 /** Options for embedding the gateway as a library. */
 export interface GatewayOptions {
-  /** Where audit and operational log lines go (default: stdout). */
+  /**
+   * Where audit and operational log lines go (default: stdout, buffered as config `log` says).
+   * The gateway flushes it every `log.flushIntervalMs` and on close when it has a `flush` method.
+   */
   readonly logDestination?: DestinationStream;
   /** A ready logger; overrides logDestination. */
   readonly logger?: AuditLogger;
@@ -101,6 +106,8 @@ export interface GatewayStats {
   bytesOut: number;
   /** The earliest notAfter (ms) of the server certificates, for the expiry metric; 0 before listen. */
   serverCertificateNotAfter: number;
+  /** Log lines dropped because the log destination stalled past log.maxPendingBytes. */
+  logLinesDropped: number;
 }
 
 /** A running gateway. */
@@ -174,8 +181,11 @@ class PortcullisGateway implements Gateway, SessionHost {
     bytesIn: 0,
     bytesOut: 0,
     serverCertificateNotAfter: 0,
+    logLinesDropped: 0,
   };
   private readonly log: AuditLogger;
+  /** Handshake and close events only (typed fields; see createAuditLogger). */
+  private readonly auditLog: AuditLogger;
   private readonly engine: Engine;
   private server: Server | undefined;
   private files: TlsFiles | undefined;
@@ -189,6 +199,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   private nextId = 1;
   private draining = false;
   private unwatch: (() => void) | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly refusedSockets = new WeakSet<Duplex>();
   private authenticators = new Map<string, Authenticator>();
   private readonly sni = new SniContexts();
@@ -200,7 +211,15 @@ class PortcullisGateway implements Gateway, SessionHost {
 
   constructor(config: Config, options: GatewayOptions) {
     this.config = config;
-    this.log = options.logger ?? createLogger(config.log.level, options.logDestination);
+    if (options.logger) {
+      this.log = options.logger;
+      this.auditLog = options.logger;
+    } else {
+      const destination =
+        options.logDestination ?? createLogDestination(config.log, () => this.stats.logLinesDropped++);
+      this.log = createLogger(config.log.level, destination);
+      this.auditLog = createAuditLogger(config.log.level, destination);
+    }
     this.engine = options.engine ?? new MemoryEngine();
     this.compile(config);
   }
@@ -254,6 +273,9 @@ class PortcullisGateway implements Gateway, SessionHost {
     server.on('error', (err) =>
       this.log.error({ event: 'server_error', err: err.message }, 'listener error'),
     );
+    // Buffered log lines (log.bufferBytes) are written at least this often; exit and close flush too.
+    this.flushTimer = setInterval(() => this.log.flush(), config.log.flushIntervalMs);
+    this.flushTimer.unref();
     if (this.files) {
       const files = this.files;
       const sniFiles = config.tls === false ? [] : config.tls.sni.flatMap((e) => [e.cert, e.key]);
@@ -275,6 +297,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `${scheme}://${hostForUrl}:${address.port}`;
     this.log.info({ event: 'listening', url }, 'listening');
+    this.log.flush(); // the line a supervisor waits for is not held in the buffer
     return {
       url,
       host: address.address,
@@ -311,6 +334,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     for (const authenticator of this.authenticators.values()) authenticator.close?.();
     await this.engine.close();
     this.log.info({ event: 'stopped' }, 'stopped');
+    clearInterval(this.flushTimer);
     await new Promise<void>((resolve) => this.log.flush(() => resolve()));
   }
 
@@ -1096,7 +1120,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       bytesOut: c.bytesOut,
       dropped: c.dropped,
     };
-    this.log.info(event);
+    this.auditLog.info(event);
   }
 
   onError(session: Session, err: Error): void {
@@ -1180,7 +1204,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   }
 
   private audit(event: HandshakeEvent): void {
-    this.log.info(event);
+    this.auditLog.info(event);
   }
 }
 
