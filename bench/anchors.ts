@@ -149,7 +149,7 @@ async function startNode(
   const child = ctx.procs.start(
     ctx.core,
     process.execPath,
-    ['--expose-gc', ...prof, '--import', 'tsx', script],
+    ['--expose-gc', ...prof, ...gatewayFlags(name), '--import', 'tsx', script],
     {
       env,
       cwd: ctx.root,
@@ -167,6 +167,14 @@ async function startNode(
     await ctx.procs.stop(child);
     throw err;
   }
+}
+
+// BENCH_GATEWAY_NODE_FLAGS: extra node flags for the Portcullis servers only (for example
+// `--trace-gc`, with BENCH_SERVER_STDOUT to keep what they print), for diagnosis.
+function gatewayFlags(name: string): string[] {
+  const flags = process.env.BENCH_GATEWAY_NODE_FLAGS;
+  if (!flags || (name !== 'portcullis' && name !== 'proxy')) return [];
+  return flags.split(' ').filter((f) => f !== '');
 }
 
 function freePort(): Promise<number> {

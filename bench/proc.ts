@@ -2,7 +2,7 @@
 // RSS of each process tree) and stopped with SIGTERM, then SIGKILL. Only processes started here are
 // ever signalled, each by its own pid.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat times (getconf CLK_TCK, 100 on Linux). */
 export const CLK_TCK = readClockTicks();
@@ -188,6 +188,9 @@ export function waitReady<T>(child: ChildProcess, name: string, timeoutMs = 30_0
       child.stdout?.off('data', onData);
       child.off('exit', onExit);
       // Keep draining stdout so a chatty server never blocks on a full pipe.
+      // BENCH_SERVER_STDOUT=<prefix>: keep each server's stdout in <prefix>.<pid> (see anchors.ts).
+      const keep = process.env.BENCH_SERVER_STDOUT;
+      if (keep) child.stdout?.on('data', (c: Buffer) => appendFileSync(`${keep}.${child.pid}`, c));
       child.stdout?.resume();
       if (err) reject(err);
       else resolve(value as T);

@@ -93,6 +93,10 @@ const WS_ERRORS: Record<string, ErrorCode> = {
   WS_ERR_TOO_MANY_BUFFERED_PARTS: 'TOO_MANY_FRAGMENTS',
 };
 
+// A message this large is written at once instead of waiting for the iteration's batch: one TLS
+// record holds at most 16 KiB, so batching gains nothing from here on.
+const BATCH_BELOW_BYTES = 16_384;
+
 // Messages held while a throttled connection waits for tokens: bounded, because a paused socket
 // stops delivering new chunks, but ws may still emit what one chunk already held.
 const HOLD_SLACK_BYTES = 256 * 1024;
@@ -106,6 +110,8 @@ export class Session implements Ticking {
   private heldBytes = 0;
   private holdTimer: NodeJS.Timeout | undefined;
   private errorCode: ErrorCode | null = null;
+  /** No extension transforms frames (extensions are fixed at the 101), so shared frames can be written as they are. */
+  private readonly plainFrames: boolean;
 
   constructor(
     readonly ws: WebSocket,
@@ -116,6 +122,7 @@ export class Session implements Ticking {
     private readonly host: SessionHost,
   ) {
     (ws as unknown as Record<symbol, Session>)[kSession] = this;
+    this.plainFrames = ws.extensions === '';
     ws.on('message', onWsMessage);
     ws.on('ping', onWsPing);
     ws.on('pong', onWsPong);
@@ -140,7 +147,10 @@ export class Session implements Ticking {
     this.counters.messagesOut++;
     this.counters.bytesOut += size;
     onSent(this.state, coarseClock.now);
-    corkForTurn(this.socket);
+    // Small messages are batched per iteration; a large one fills TLS records by itself, and holding
+    // it until the check phase only keeps its buffer alive across scavenges (promoted to the old
+    // space, it is freed by mark-compacts alone: a GC storm at 64 KiB messages).
+    if (size < BATCH_BELOW_BYTES) corkForTurn(this.socket);
     ws.send(data, { binary: isBinary });
     return true;
   }
@@ -154,15 +164,16 @@ export class Session implements Ticking {
   sendShared(payload: Buffer): boolean {
     const ws = this.ws;
     if (ws.readyState !== 1) return false;
-    if (ws.extensions !== '') return this.send(payload, false);
-    if (ws.bufferedAmount + payload.length > this.rules.limits.maxSendQueueBytes) {
+    if (!this.plainFrames) return this.send(payload, false);
+    const socket = this.socket;
+    // ws.bufferedAmount without the getter: with no extension, ws's sender queues nothing itself.
+    if (socket.writableLength + payload.length > this.rules.limits.maxSendQueueBytes) {
       this.close('SLOW_CONSUMER');
       return false;
     }
     this.counters.messagesOut++;
     this.counters.bytesOut += payload.length;
     onSent(this.state, coarseClock.now);
-    const socket = this.socket;
     corkForTurn(socket);
     socket.write(textFrame(payload));
     return true;

@@ -937,7 +937,8 @@ describe('docs/mtls.md, run as written', () => {
     writeFileSync(join(cwd, 'device.mjs'), js.replaceAll('8443', String(port)));
     device42 = start('node device.mjs device-42');
     await device42.waitFor(/^received: hello from device-42$/m);
-    assert.match(gateway?.output() ?? '', /"outcome":"accepted".*"identity":"device-42"/);
+    // Log lines are buffered for up to log.flushIntervalMs.
+    await (gateway as Job).waitFor(/"outcome":"accepted".*"identity":"device-42"/);
 
     if (HAS_OPENSSL) {
       const [sClient] = shown.filter((c) => c.includes('openssl s_client'));
@@ -963,7 +964,7 @@ describe('docs/mtls.md, run as written', () => {
     const tookMs = Date.now() - revokedAt;
     assert.equal(await live.exited, 1);
     assert.ok(tookMs < 3_000, `closed ${tookMs} ms after revoke started`);
-    assert.match(gateway?.output() ?? '', /"event":"close","code":"CERTIFICATE_REVOKED","closeCode":4403/);
+    await (gateway as Job).waitFor(/"event":"close","code":"CERTIFICATE_REVOKED","closeCode":4403/);
 
     const again = await sh('node device.mjs device-42');
     assert.equal(again.code, 1, again.output);
