@@ -401,7 +401,7 @@ export const EngineSchema = z.discriminatedUnion('type', [
 
 export const LogSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  bufferBytes: z.number().int().min(0).max(16_000).default(4096),
+  bufferBytes: z.number().int().min(0).max(16_000).default(16_000),
   flushIntervalMs: z.number().int().min(10).max(60_000).default(250),
   maxPendingBytes: z.number().int().min(65_536).max(1_073_741_824).default(16_777_216),
 });
