@@ -37,7 +37,7 @@ export interface ProfileSummary {
 
 const sources = new Map<string, string[]>();
 
-// tsx hands V8 whitespace-minified code, so src/ frames all say line 1: find the declaration instead.
+// Frames are reported at the declaration in src/ (found by name), not at the line of the build.
 function declarationLine(file: string, name: string): number | undefined {
   let lines = sources.get(file);
   if (!lines) {
@@ -67,8 +67,13 @@ function where(frame: CallFrame, root: string): string {
   const url = frame.url;
   if (!url) return '';
   if (!url.startsWith('file://')) return `${url}:${frame.lineNumber + 1}`;
-  const file = new URL(url).pathname;
-  const path = relative(root, file);
+  let file = new URL(url).pathname;
+  let path = relative(root, file);
+  // The gateway runs the build: name the source file it came from (dist/x/y.js is src/x/y.ts).
+  if (path.startsWith('dist/') && path.endsWith('.js')) {
+    path = `src/${path.slice(5, -3)}.ts`;
+    file = join(root, path);
+  }
   if (!path.startsWith('src/')) return `${path}:${frame.lineNumber + 1}`;
   const line = declarationLine(file, frame.functionName);
   return line === undefined ? path : `${path}:${line}`;
@@ -77,7 +82,7 @@ function where(frame: CallFrame, root: string): string {
 function areaOf(frame: CallFrame): string {
   const url = frame.url;
   if (!url) return frame.functionName.startsWith('(') ? frame.functionName : '(native)';
-  if (url.includes('/src/')) return 'src/';
+  if (url.includes('/src/') || (url.includes('/dist/') && !url.includes('/node_modules/'))) return 'src/';
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return `node_modules/${pkg[1]}`;
   if (url.startsWith('node:')) return url.split('/').slice(0, 2).join('/');

@@ -252,7 +252,7 @@ export function markdown(results: Omit<Results, 'summary'>, summary: Summary): s
     `- Command: \`${meta.command}\`${meta.quick ? ' (quick)' : ''}, ${meta.repeats} repeat(s), servers interleaved, medians`,
     ...(meta.git
       ? [
-          `- Source: commit ${meta.git.commit}${meta.git.dirtySrc.length > 0 ? ` with uncommitted changes in ${meta.git.dirtySrc.join(', ')}` : ''} (each scenario's servers load src/ when they start)`,
+          `- Source: commit ${meta.git.commit}${meta.git.dirtySrc.length > 0 ? ` with uncommitted changes in ${meta.git.dirtySrc.join(', ')}` : ''} (the gateway servers run dist/, built from it at the start of the run)`,
         ]
       : []),
     `- Machine: ${m.nproc} cores, ${m.cpuModel}, Node ${m.node}, Linux ${m.kernel}, load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; ${pin}`,

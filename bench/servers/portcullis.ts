@@ -5,10 +5,10 @@
 // is an upstream route to that ws:// app instead (gateway mode, its defaults on: forwarded headers
 // and the signed identity header).
 
-import { parseConfig } from '../../src/config/load.js';
-import type { ConfigInput } from '../../src/config/schema.js';
-import { createLogDestination } from '../../src/server/audit.js';
-import { createGateway } from '../../src/server/gateway.js';
+import { parseConfig } from '../../dist/config/load.js';
+import type { ConfigInput } from '../../dist/config/schema.js';
+import { createLogDestination } from '../../dist/server/audit.js';
+import { createGateway } from '../../dist/server/gateway.js';
 import { BENCH_CHANNEL } from '../frames.js';
 import { JWT_AUDIENCE, JWT_ISSUER, onStop, ready, settings } from './common.js';
 

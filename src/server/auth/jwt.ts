@@ -178,11 +178,18 @@ const NONE_HEADER = Buffer.from('{"alg":"none"}').toString('base64url');
 // UnsecuredJWT.decode runs the same claim-set validation jwtVerify would (exp, nbf, iat, iss, aud,
 // typ, maxTokenAge, requiredClaims) without a second signature check.
 function claimsOnly({ header, encodedPayload }: VerifiedJws): string {
-  const encodedHeader = Object.hasOwn(header, 'typ')
-    ? Buffer.from(JSON.stringify({ alg: 'none', typ: header.typ })).toString('base64url')
-    : NONE_HEADER;
-  return `${encodedHeader}.${encodedPayload}.`;
+  if (!Object.hasOwn(header, 'typ')) return `${NONE_HEADER}.${encodedPayload}.`;
+  const typ = header.typ;
+  // Issuers use one or two typ strings; only those are remembered (a bounded map).
+  let encoded = typeof typ === 'string' ? TYP_HEADERS.get(typ) : undefined;
+  if (encoded === undefined) {
+    encoded = Buffer.from(JSON.stringify({ alg: 'none', typ })).toString('base64url');
+    if (typeof typ === 'string' && typ.length <= 64 && TYP_HEADERS.size < 16) TYP_HEADERS.set(typ, encoded);
+  }
+  return `${encoded}.${encodedPayload}.`;
 }
+
+const TYP_HEADERS = new Map<string, string>();
 
 /** Maps a jose (or resolver) error to a failure reason; anything else is a bug and is rethrown. */
 function failureReason(err: unknown): JwtFailureReason {
