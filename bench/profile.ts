@@ -4,6 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { SERVERS, type ServerId, type ServerSpec, type StartContext, startServer } from './anchors.js';
+import { type FlameProfile, renderFlameGraph } from './flamegraph.js';
 import type { Generator } from './generator.js';
 import { measure, type ScenarioId, type Sizes } from './scenarios.js';
 
@@ -146,7 +147,7 @@ function table(spots: readonly HotSpot[]): string {
 }
 
 /** Markdown for one scenario's profile. */
-export function profileMarkdown(title: string, file: string, p: ProfileSummary): string {
+export function profileMarkdown(title: string, file: string, p: ProfileSummary, svg?: string): string {
   const areas = p.areas
     .slice(0, 10)
     .map((a) => `${a.area} ${a.pct.toFixed(1)}%`)
@@ -155,6 +156,7 @@ export function profileMarkdown(title: string, file: string, p: ProfileSummary):
     `### ${title}`,
     '',
     `Profile: \`${file}\`; busy ${p.busyMs.toFixed(0)} ms. By area: ${areas}.`,
+    ...(svg ? [`Flame graph: \`${svg}\``] : []),
     '',
     'Top self time, src/ only:',
     '',
@@ -221,7 +223,11 @@ async function profileOne(
     });
     if (!name) throw new Error(`no main-thread profile written in ${scenarioDir}`);
     const file = join(scenarioDir, name);
-    parts.push(profileMarkdown(line, relative(ctx.root, file), summariseProfile(file, ctx.root, 15, slice)));
+    const svg = file.replace(/\.cpuprofile$/, '.svg');
+    const profile = JSON.parse(readFileSync(file, 'utf8')) as FlameProfile;
+    writeFileSync(svg, renderFlameGraph(profile, slice, { title: line, root: ctx.root }));
+    const summary = summariseProfile(file, ctx.root, 15, slice);
+    parts.push(profileMarkdown(line, relative(ctx.root, file), summary, relative(ctx.root, svg)));
   }
   return parts;
 }
