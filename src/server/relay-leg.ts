@@ -2,13 +2,58 @@
 // backpressure across the legs (a slow client pauses the upstream read and a slow upstream pauses
 // the client; a stall past stallTimeoutMs closes both, P-06) and closes mapped safely (P-04, M-06).
 import type { Duplex } from 'node:stream';
-import WebSocket from 'ws';
+import WebSocket, * as wsModule from 'ws';
 import type { UpstreamConfig } from '../config/schema.js';
 import { clientCloseFor, type UpstreamClose, upstreamCloseFor } from '../core/relay.js';
 import type { ErrorCode } from '../protocol.js';
 import { corkForTurn } from './cork.js';
 import type { Session } from './session.js';
 import type { Upstream } from './upstream-pool.js';
+
+/** ws's frame builder (exported by ws, not typed by @types/ws). */
+interface FrameBuilder {
+  frame(
+    data: Buffer,
+    options: { fin: boolean; mask: boolean; opcode: number; readOnly: boolean; rsv1: boolean },
+  ): Buffer[];
+}
+const Sender = (wsModule as unknown as { Sender: FrameBuilder }).Sender;
+if (typeof Sender?.frame !== 'function') throw new Error('ws: Sender.frame is missing');
+
+// Payloads below this are framed into one fresh buffer (header, key and masked payload: one write
+// chunk, from Node's buffer pool); larger ones are masked in place behind a separate header, so a
+// large message is never copied.
+const MERGE_BELOW = 4_000;
+// Messages below this wait for the event-loop iteration's batch (cork.ts); a larger one fills TLS
+// records and segments by itself, and holding it corked only keeps its buffer alive across
+// scavenges (the same threshold as Session.send).
+const BATCH_BELOW = 16_384;
+
+/**
+ * Writes one final data frame to the upstream socket, masked with a fresh key from ws's CSPRNG
+ * pool (P-05) and with the minimal length encoding (F-08): what ws.send() would write, without its
+ * per-message option objects and with one chunk instead of two for small payloads. Valid only
+ * while ws's sender holds nothing back, which is always the case on the upstream leg: no extension
+ * is negotiated there (perMessageDeflate is off and ws refuses a 101 with an unrequested one).
+ */
+function writeMasked(socket: Duplex, data: Buffer, isBinary: boolean): void {
+  const list = Sender.frame(data, {
+    fin: true,
+    mask: true,
+    opcode: isBinary ? 2 : 1,
+    readOnly: data.length < MERGE_BELOW,
+    rsv1: false,
+  });
+  if (list.length === 1) {
+    socket.write(list[0] as Buffer);
+    return;
+  }
+  // Header and payload leave in one writev even when the socket is not corked for the turn.
+  socket.cork();
+  socket.write(list[0] as Buffer);
+  socket.write(list[1] as Buffer);
+  socket.uncork();
+}
 
 /** What a leg needs from the relay that opened it. */
 export interface LegOwner {
@@ -40,14 +85,14 @@ export class Leg {
   private readonly onClientDrain = () => this.drained();
   private readonly onUpstreamDrain = () => this.drained();
 
+  private readonly config: UpstreamConfig;
+
   constructor(
     private readonly relay: LegOwner,
     readonly ws: WebSocket,
     readonly upstream: Upstream,
-  ) {}
-
-  private get config(): UpstreamConfig {
-    return this.relay.config;
+  ) {
+    this.config = relay.config;
   }
 
   /** The client has its 101: start relaying, beginning with what the upstream sent meanwhile. */
@@ -78,17 +123,21 @@ export class Leg {
 
   /** A client message that passed the route's admission (size, rate, schema). */
   fromClient(data: Buffer, isBinary: boolean): void {
-    const session = this.session;
-    if (!session || this.ws.readyState !== WebSocket.OPEN) return; // the upstream leg is ending
+    // Set once the client has its 101 and the upstream leg was still open then.
+    const socket = this.upstreamSocket;
+    if (!socket || this.ws.readyState !== WebSocket.OPEN) return; // the upstream leg is ending
+    const config = this.config;
+    // What waits for the upstream: ws's bufferedAmount, as its sender never holds bytes back here.
     // Bounded: the client is paused above the high-water mark, so only what one read held can
     // arrive beyond it; past maxQueueBytes the upstream is not keeping up at all.
-    if (this.ws.bufferedAmount + data.length > this.config.maxQueueBytes) {
+    if (socket.writableLength + data.length > config.maxQueueBytes) {
       this.stalled('UPSTREAM_UNAVAILABLE');
       return;
     }
-    if (this.upstreamSocket) corkForTurn(this.upstreamSocket);
-    this.ws.send(data, { binary: isBinary, compress: false });
-    if (this.ws.bufferedAmount <= this.config.highWaterMarkBytes) return;
+    if (data.length < BATCH_BELOW) corkForTurn(socket);
+    writeMasked(socket, data, isBinary);
+    if (socket.writableLength <= config.highWaterMarkBytes) return;
+    const session = this.session as Session;
     // Pause again even when already marked: the session resumes the socket itself at the end of
     // a rate-limit wait, and that must not lift this pause.
     if (!session.ws.isPaused) session.ws.pause();

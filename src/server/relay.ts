@@ -118,7 +118,7 @@ export class Relay implements Target, LegOwner {
       remote: context.remote,
       encrypted: context.encrypted,
       host: context.host,
-      identity: await this.identityHeaders(context.principal),
+      identity: this.identityHeaders(context.principal),
     });
     const tried = new Set<Upstream>();
     let code: ErrorCode = 'UPSTREAM_UNAVAILABLE';
@@ -200,12 +200,12 @@ export class Relay implements Target, LegOwner {
     );
   }
 
-  private async identityHeaders(principal: Principal | null): Promise<[string, string][]> {
+  private identityHeaders(principal: Principal | null): [string, string][] {
     // Anonymous routes forward no identity: the absence of the header is the statement.
     if (principal === null) return [];
     const out: [string, string][] = [];
     if (this.signingKey) {
-      const token = await signIdentity(this.signingKey, {
+      const token = signIdentity(this.signingKey, {
         principal,
         audience: this.config.identityAudience ?? this.route.path,
         ttlSec: this.config.identityTtlSec,

@@ -394,6 +394,44 @@ describe('gateway mode against misbehaving upstreams (P-01..P-07, R-08, F-08)', 
     deflated.terminate();
   });
 
+  it('P-05 F-08 every size is relayed masked with a fresh key, minimally encoded and intact, across each length and copy boundary', async () => {
+    const ws = await openClient(gw, '/record');
+    const sizes = [0, 1, 125, 126, 3_999, 4_000, 4_001, 65_535, 65_536];
+    const sent = sizes.map((n, i) => {
+      const payload = Buffer.alloc(n);
+      for (let j = 0; j < n; j++) payload[j] = (j * 31 + i) & 0xff;
+      return payload;
+    });
+    // Text and binary alternate; text payloads stay ASCII so they pass UTF-8 validation.
+    sent.forEach((payload, i) => {
+      if (i % 2 === 0) ws.send(payload, { binary: true });
+      else ws.send(payload.toString('latin1').replace(/[^\x20-\x7e]/g, 'a'));
+    });
+    const conn = await until(() => conns('/record').at(-1), 'the upstream connection');
+    const frames = await until(() => {
+      const f = framesIn(conn.received);
+      return f.length >= sizes.length ? f : undefined;
+    }, 'every frame');
+    assert.equal(frames.length, sizes.length);
+    frames.forEach((f, i) => {
+      const n = sizes[i] as number;
+      assert.equal(f.b0, i % 2 === 0 ? 0x82 : 0x81, `opcode of ${n}`);
+      assert.equal(f.masked, true, `masked ${n}`);
+      assert.equal(f.lengthBytes, n < 126 ? 1 : n < 65_536 ? 3 : 9, `minimal length of ${n}`);
+      const expected =
+        i % 2 === 0
+          ? (sent[i] as Buffer)
+          : Buffer.from((sent[i] as Buffer).toString('latin1').replace(/[^\x20-\x7e]/g, 'a'), 'latin1');
+      assert.ok(f.payload.equals(expected), `payload of ${n}`);
+    });
+    assert.equal(
+      new Set(frames.map((f) => f.mask.toString('hex'))).size,
+      frames.length,
+      'a fresh key per frame',
+    );
+    ws.terminate();
+  });
+
   it('P-05 masked, oversized, 2^63-length and RSV1 frames from the upstream: 1002/1009 to it, 1014 to the client', async () => {
     const expected: Record<string, number> = {
       '/p05-masked': 1002,
