@@ -13,20 +13,10 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
+import { JWS_ALGORITHMS } from '../../src/config/schema.js';
 import { FALLBACK, type KeyResolver, verifyCompactJws } from '../../src/server/auth/jws-verify.js';
 
-const ALL = new Set([
-  'ES256',
-  'ES384',
-  'ES512',
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'EdDSA',
-]);
+const ALL: ReadonlySet<string> = new Set(JWS_ALGORITHMS);
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 const claims = { sub: 'alice', exp: Math.floor(Date.now() / 1000) + 300 };
 
@@ -45,7 +35,7 @@ function signed(header: Record<string, unknown>, payload: unknown, key: KeyObjec
 }
 
 /** What jose's jwtVerify says of a token: 'ok' or the error class's code. */
-async function joseSays(token: string, resolve: KeyResolver, allowed: Set<string>): Promise<string> {
+async function joseSays(token: string, resolve: KeyResolver, allowed: ReadonlySet<string>): Promise<string> {
   try {
     await jwtVerify(token, resolve as (h: JWTHeaderParameters, t: FlattenedJWSInput) => never, {
       algorithms: [...allowed],
