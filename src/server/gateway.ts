@@ -1,8 +1,6 @@
 // The gateway: owns the listener, the compiled policy, the sessions and the engine, and turns each
 // upgrade request into exactly one audited decision. Decisions are made in core/; this file only
 // translates requests, calls core, and writes the answer.
-import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -13,24 +11,20 @@ import { ConfigError, parseConfig } from '../config/load.js';
 import type { Config, ConfigInput, RouteConfig } from '../config/schema.js';
 import {
   checkHandshake,
-  checkHost,
   checkPlainRequest,
   compileHandshakePolicy,
-  findRoute,
   type HandshakePolicy,
   type HandshakeRequest,
   type HeaderMap,
   type RoutePolicy,
   routeKey,
-  scanHeaders,
 } from '../core/handshake.js';
-import { checkOrigin } from '../core/origin.js';
 import { normaliseTarget } from '../core/path.js';
 import type { Principal } from '../core/principal.js';
 import type { RateRule } from '../core/rate.js';
 import { openSession, type SessionRules, sessionRules } from '../core/session.js';
 import { MemoryEngine } from '../engine/memory.js';
-import type { Engine } from '../engine/types.js';
+import type { Admit, Engine } from '../engine/types.js';
 // src/pki (and @peculiar/x509 behind it) is loaded only when tls.dev or a CRL needs it: it is a
 // large heap that every message would otherwise pay for in garbage collection.
 import { normalizeSerial } from '../pki/serial.js';
@@ -52,8 +46,9 @@ import type { TicketAuthenticator } from './auth/ticket.js';
 import type { Authenticator, AuthInput } from './auth/types.js';
 import { type AuthOutcome, authenticate } from './authenticate.js';
 import { type Broker, createBroker } from './broker.js';
+import { type CertificateHost, checkCertificateExpiry, reloadCertificates } from './certificates.js';
 import { clientIp, compileTrustedProxies, type TrustedProxies } from './client-ip.js';
-import { type RefusalOptions, sendJson, sendRefusal, writeRefusal } from './http.js';
+import { type RefusalOptions, sendRefusal, writeRefusal } from './http.js';
 import { IdentityKeys, JWKS_PATH, serveJwks } from './identity-token.js';
 import {
   clientCertProblem,
@@ -65,10 +60,12 @@ import {
   tlsSocketOf,
   watchFiles,
 } from './listen.js';
+import { onPublishRequest, PUBLISH_PATH, type PublishHost, readPublishKey } from './publish-endpoint.js';
 import { bindRelay, createRelay, type Relay } from './relay.js';
 import { compileSchemaFile, schemaTarget } from './schema.js';
 import { Session, type SessionHost, type Target } from './session.js';
 import { resolutionFor, Ticker } from './ticker.js';
+import { onTicketRequest, TICKET_PATH, type TicketHost } from './ticket-endpoint.js';
 
 /** Options for embedding the gateway as a library. */
 export interface GatewayOptions {
@@ -168,7 +165,7 @@ export function createGateway(config: Config | ConfigInput, options: GatewayOpti
   return new PortcullisGateway(parseConfig(config), options);
 }
 
-class PortcullisGateway implements Gateway, SessionHost {
+class PortcullisGateway implements Gateway, SessionHost, TicketHost<CompiledRoute>, PublishHost {
   config: Config;
   readonly stats: GatewayStats = {
     handshakesAccepted: 0,
@@ -183,17 +180,17 @@ class PortcullisGateway implements Gateway, SessionHost {
     serverCertificateNotAfter: 0,
     logLinesDropped: 0,
   };
-  private readonly log: AuditLogger;
+  readonly log: AuditLogger;
   /** Handshake and close events only (typed fields; see createAuditLogger). */
   private readonly auditLog: AuditLogger;
   private readonly engine: Engine;
   private server: Server | undefined;
   private files: TlsFiles | undefined;
-  private policy!: HandshakePolicy;
+  private currentPolicy!: HandshakePolicy;
   private routes = new Map<string, CompiledRoute>();
-  private proxies!: TrustedProxies;
+  private currentProxies!: TrustedProxies;
   private handshakeRule!: RateRule;
-  private hsts: string | undefined;
+  private currentHsts: string | undefined;
   private readonly ticker = new Ticker<Session>(1_000);
   private pending = 0;
   private nextId = 1;
@@ -204,7 +201,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   private authenticators = new Map<string, Authenticator>();
   private readonly sni = new SniContexts();
   private brokers = new Map<string, Broker<Session> & Target>();
-  private publishKey: Buffer | undefined;
+  private currentPublishKey: Buffer | undefined;
   private authFailureRule!: RateRule;
   /** The key that signs identities for upstreams; kept across reloads so the JWKS stays valid. */
   private readonly identityKeys = new IdentityKeys();
@@ -226,6 +223,35 @@ class PortcullisGateway implements Gateway, SessionHost {
 
   get closeTimeoutMs(): number {
     return this.config.limits.closeTimeoutMs;
+  }
+
+  // Read-only views of the compiled state for the ticket and publish endpoints (EndpointHost).
+  get policy(): HandshakePolicy {
+    return this.currentPolicy;
+  }
+
+  get proxies(): TrustedProxies {
+    return this.currentProxies;
+  }
+
+  get hsts(): string | undefined {
+    return this.currentHsts;
+  }
+
+  get publishKey(): Buffer | undefined {
+    return this.currentPublishKey;
+  }
+
+  route(key: string): CompiledRoute | undefined {
+    return this.routes.get(key);
+  }
+
+  authenticator(name: string): Authenticator | undefined {
+    return this.authenticators.get(name);
+  }
+
+  takeHandshake(remote: string, now: number): Promise<Admit> {
+    return this.engine.takeHandshake(remote, this.handshakeRule, now);
   }
 
   address(): AddressInfo | null {
@@ -282,10 +308,10 @@ class PortcullisGateway implements Gateway, SessionHost {
       const paths = [files.cert, files.key, files.clientCa, files.crl, ...sniFiles].filter(
         (p): p is string => !!p,
       );
-      const unwatch = watchFiles(paths, () => this.reloadCertificates('watch'));
+      const unwatch = watchFiles(paths, () => reloadCertificates(this.certificates(), 'watch'));
       // Certificates close to expiry are reported at start and then daily (and exposed in stats).
-      this.checkCertificateExpiry();
-      const daily = setInterval(() => this.checkCertificateExpiry(), 24 * 60 * 60 * 1000);
+      checkCertificateExpiry(this.certificates());
+      const daily = setInterval(() => checkCertificateExpiry(this.certificates()), 24 * 60 * 60 * 1000);
       daily.unref();
       this.unwatch = () => {
         unwatch();
@@ -360,7 +386,7 @@ class PortcullisGateway implements Gateway, SessionHost {
       for (const route of old.values()) route.wss.close();
       this.log.info({ event: 'reload', routes: merged.routes.length }, 'configuration reloaded');
     }
-    this.reloadCertificates('reload');
+    reloadCertificates(this.certificates(), 'reload');
   }
 
   // Builds everything first and swaps it in at the end, so a config that fails to compile (a bad
@@ -463,19 +489,19 @@ class PortcullisGateway implements Gateway, SessionHost {
     for (const old of this.authenticators.values()) old.close?.();
     this.authenticators = authenticators;
     this.brokers = brokers;
-    this.publishKey = publishKey;
+    this.currentPublishKey = publishKey;
     this.authFailureRule = {
       perSecond: config.limits.perIp.authFailuresPerMinute / 60,
       burst: config.limits.perIp.authFailureBurst,
     };
-    this.policy = policy;
+    this.currentPolicy = policy;
     this.routes = routes;
-    this.proxies = compileTrustedProxies(config.trustedProxies);
+    this.currentProxies = compileTrustedProxies(config.trustedProxies);
     this.handshakeRule = {
       perSecond: config.limits.perIp.handshakesPerSecond,
       burst: config.limits.perIp.handshakeBurst,
     };
-    this.hsts =
+    this.currentHsts =
       config.tls === false ? undefined : `max-age=${config.tls.hstsMaxAgeSeconds}; includeSubDomains`;
     const shortest = Math.min(
       config.limits.closeTimeoutMs,
@@ -609,7 +635,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     });
   }
 
-  private refusal(retryAfterMs?: number): RefusalOptions {
+  refusal(retryAfterMs?: number): RefusalOptions {
     return { hsts: this.hsts, retryAfterMs };
   }
 
@@ -632,14 +658,14 @@ class PortcullisGateway implements Gateway, SessionHost {
     const request = this.requestOf(req);
     const target = normaliseTarget(request.url, this.policy.maxUrlBytes);
     if (target.ok && target.path === PUBLISH_PATH) {
-      this.onPublishRequest(req, res, request).catch((err: unknown) => {
+      onPublishRequest(this, req, res, request).catch((err: unknown) => {
         this.log.error({ event: 'internal', err: (err as Error).message }, 'publish request failed');
         if (!res.headersSent) sendRefusal(res, 'INTERNAL', this.refusal());
       });
       return;
     }
     if (target.ok && target.path === TICKET_PATH) {
-      this.onTicketRequest(req, res, request, target.query).catch((err: unknown) => {
+      onTicketRequest(this, req, res, request, target.query).catch((err: unknown) => {
         this.log.error({ event: 'internal', err: (err as Error).message }, 'ticket request failed');
         if (!res.headersSent) sendRefusal(res, 'INTERNAL', this.refusal());
       });
@@ -659,156 +685,6 @@ class PortcullisGateway implements Gateway, SessionHost {
     this.countRejection(code);
     this.log.info({ event: 'request', outcome: 'rejected', code, remote: socketRemote(req.socket) });
     sendRefusal(res, code, this.refusal());
-  }
-
-  /**
-   * POST /.portcullis/ticket?route=/chat: a browser trades a credential the route accepts for a
-   * single-use ticket. CSRF-safe: the Origin must be one the route allows and a custom header is
-   * required, which a cross-site form or simple fetch cannot send without a CORS preflight.
-   */
-  private async onTicketRequest(
-    req: IncomingMessage,
-    res: ServerResponse,
-    request: HandshakeRequest,
-    query: string,
-  ): Promise<void> {
-    const forwarded = this.proxies.empty ? undefined : req.headers['x-forwarded-for'];
-    const remote = clientIp(
-      req.socket.remoteAddress,
-      typeof forwarded === 'string' ? forwarded : undefined,
-      this.proxies,
-    );
-    const answer = (code: ErrorCode, route: string | null, reason?: string, retryAfterMs?: number) => {
-      this.countRejection(code);
-      this.log.info({
-        event: 'ticket',
-        outcome: 'rejected',
-        code,
-        route,
-        remote,
-        ...(reason ? { reason } : {}),
-      });
-      sendRefusal(res, code, this.refusal(retryAfterMs));
-    };
-    const scan = scanHeaders(request.rawHeaders, this.policy.maxHeaderCount);
-    if (!scan.ok) return answer(scan.code, null);
-    const host = checkHost(scan.headers.get('host'), this.policy, request.servername);
-    if (!host.ok) return answer(host.code, null);
-    const routePath = new URLSearchParams(query).get('route') ?? '';
-    const found = routePath.startsWith('/') ? findRoute(this.policy, host.host, routePath) : undefined;
-    const route = found && this.routes.get(found.key);
-    if (!route?.ticket) return answer('ROUTE_NOT_FOUND', null);
-    const origin = scan.headers.get('origin');
-    const verdict = checkOrigin(route.policy.origins, origin, { allowMissing: false });
-    if (!verdict.ok) return answer('ORIGIN_NOT_ALLOWED', routePath);
-    const cors: [string, string][] = [
-      ['Access-Control-Allow-Origin', verdict.origin as string],
-      ['Access-Control-Allow-Credentials', 'true'],
-      ['Vary', 'Origin'],
-    ];
-    if (request.method === 'OPTIONS') {
-      const headers = [
-        ...cors,
-        ['Access-Control-Allow-Methods', 'POST'],
-        ['Access-Control-Allow-Headers', `authorization, ${TICKET_HEADER}`],
-        ['Access-Control-Max-Age', '600'],
-      ] as [string, string][];
-      sendJson(res, 204, undefined, headers, this.hsts);
-      return;
-    }
-    if (request.method !== 'POST') {
-      this.countRejection('METHOD_NOT_ALLOWED');
-      sendRefusal(res, 'METHOD_NOT_ALLOWED', { ...this.refusal(), allow: 'POST, OPTIONS' });
-      return;
-    }
-    if (scan.headers.get(TICKET_HEADER) !== '1') return answer('FORBIDDEN', routePath, 'csrf_header_missing');
-    const rate = await this.engine.takeHandshake(remote, this.handshakeRule, Date.now());
-    if (!rate.ok) return answer(rate.code, routePath, undefined, rate.retryAfterMs);
-    // issueWith lets a route accept only tickets on the WebSocket itself while a cookie (say) may
-    // mint them here, behind the Origin and custom-header checks.
-    const issuers = route.ticket.issueWith;
-    const outcome = await this.authenticateRequest(
-      route,
-      scan.headers,
-      '',
-      req.socket,
-      remote,
-      (a) => a.type !== 'ticket',
-      issuers.length > 0 ? issuers.map((n) => this.authenticators.get(n) as Authenticator) : undefined,
-    );
-    if (!outcome.ok) return answer(outcome.code, routePath, outcome.reason, outcome.retryAfterMs);
-    const issued = await route.ticket.issue(outcome.principal, route.policy.key, Date.now());
-    if (!issued) return answer('SERVER_BUSY', routePath, 'ticket_store_full', 1000);
-    this.log.info({
-      event: 'ticket',
-      outcome: 'issued',
-      route: routePath,
-      remote,
-      identity: logSafe(outcome.principal.subject),
-    });
-    sendJson(
-      res,
-      200,
-      { ticket: issued.ticket, expiresAt: issued.expiresAt, route: routePath },
-      cors,
-      this.hsts,
-    );
-  }
-
-  /**
-   * POST /.portcullis/publish with `Authorization: Bearer <publishApi key>` and a JSON body
-   * `{"channel": "...", "data": ..., "route"?: "/path"}`: server-side publishing for backends.
-   */
-  private async onPublishRequest(
-    req: IncomingMessage,
-    res: ServerResponse,
-    request: HandshakeRequest,
-  ): Promise<void> {
-    const remote = socketRemote(req.socket);
-    const answer = (code: ErrorCode, reason?: string) => {
-      this.countRejection(code);
-      this.log.info({ event: 'publish', outcome: 'rejected', code, remote, ...(reason ? { reason } : {}) });
-      sendRefusal(res, code, this.refusal());
-    };
-    const key = this.publishKey;
-    if (!key) return answer('ROUTE_NOT_FOUND');
-    if (request.method !== 'POST') {
-      this.countRejection('METHOD_NOT_ALLOWED');
-      sendRefusal(res, 'METHOD_NOT_ALLOWED', { ...this.refusal(), allow: 'POST' });
-      return;
-    }
-    const scan = scanHeaders(request.rawHeaders, this.policy.maxHeaderCount);
-    if (!scan.ok) return answer(scan.code);
-    const host = checkHost(scan.headers.get('host'), this.policy, request.servername);
-    if (!host.ok) return answer(host.code);
-    const presented = /^Bearer ([\x21-\x7e]+)$/.exec(scan.headers.get('authorization') ?? '')?.[1];
-    if (!presented || !sameSecret(presented, key)) return answer('UNAUTHENTICATED', 'publish_key');
-    const body = await readBody(req, PUBLISH_MAX_BYTES);
-    if (body === undefined) return answer('MESSAGE_TOO_BIG');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      return answer('BAD_JSON');
-    }
-    const { channel, data, route } = (parsed ?? {}) as { channel?: unknown; data?: unknown; route?: unknown };
-    if (
-      typeof channel !== 'string' ||
-      data === undefined ||
-      (route !== undefined && typeof route !== 'string')
-    ) {
-      return answer('BAD_REQUEST');
-    }
-    const result = this.publish(channel, data, route === undefined ? {} : { route: route as string });
-    if (!result.ok) return answer('BAD_REQUEST', 'channel');
-    this.log.info({
-      event: 'publish',
-      outcome: 'accepted',
-      channel: logSafe(channel),
-      delivered: result.delivered,
-      remote,
-    });
-    sendJson(res, 200, { delivered: result.delivered }, [], this.hsts);
   }
 
   private requestOf(req: IncomingMessage): HandshakeRequest {
@@ -983,7 +859,7 @@ class PortcullisGateway implements Gateway, SessionHost {
   }
 
   /** Runs the route's authenticators, with the per-IP failure budget in front of them (A-10). */
-  private async authenticateRequest(
+  async authenticateRequest(
     route: CompiledRoute,
     headers: HeaderMap,
     query: string,
@@ -1127,67 +1003,17 @@ class PortcullisGateway implements Gateway, SessionHost {
     this.log.error({ event: 'internal', route: session.info.route, err: err.message }, 'connection error');
   }
 
-  private reloadCertificates(reason: string): void {
-    const tls = this.config.tls;
-    if (!this.files || !this.server || tls === false || !('setSecureContext' in this.server)) return;
-    try {
-      const context = secureContextOptions(tls, this.files);
-      this.sni.load(tls, context);
-      (this.server as unknown as { setSecureContext(o: object): void }).setSecureContext(context);
-      this.checkCertificateExpiry();
-      this.log.info({ event: 'certificates', outcome: 'reloaded', reason }, 'certificates reloaded');
-      if (context.crl) {
-        // New handshakes see the new CRL through the secure context; open connections are checked here.
-        const crl = context.crl as Buffer;
-        void import('../pki/crl.js')
-          .then(({ revokedSerials }) => {
-            const revoked = revokedSerials(crl);
-
-            const closed = this.closeSessions(
-              (s) => s.info.certSerial !== null && revoked.has(s.info.certSerial),
-              'CERTIFICATE_REVOKED',
-            );
-            if (closed > 0)
-              this.log.info(
-                { event: 'certificates', outcome: 'revoked', closed },
-                'closed connections with revoked certificates',
-              );
-          })
-          .catch((err: Error) =>
-            this.log.warn({ event: 'certificates', outcome: 'crl_unreadable', err: err.message }),
-          );
-      }
-    } catch (err) {
-      // A half-written file (mid-rotation) must not take the listener down: keep the old context.
-      this.log.warn(
-        { event: 'certificates', outcome: 'failed', reason, err: (err as Error).message },
-        'certificate reload failed; keeping the previous certificates',
-      );
-    }
-  }
-
-  /** Records the earliest server-certificate expiry and warns when it is near. */
-  private checkCertificateExpiry(): void {
-    const tls = this.config.tls;
-    if (!this.files || tls === false) return;
-    const files = [this.files.cert, ...tls.sni.map((e) => e.cert)];
-    let earliestNotAfter = Number.POSITIVE_INFINITY;
-    for (const file of files) {
-      try {
-        const notAfter = Date.parse(new X509Certificate(readFileSync(file)).validTo);
-        const daysLeft = Math.floor((notAfter - Date.now()) / 86_400_000);
-        earliestNotAfter = Math.min(earliestNotAfter, notAfter);
-        if (daysLeft <= tls.expiryWarningDays) {
-          this.log.warn(
-            { event: 'certificates', outcome: 'expiring', file, daysLeft },
-            'server certificate expires soon',
-          );
-        }
-      } catch (err) {
-        this.log.warn({ event: 'certificates', outcome: 'unreadable', file, err: (err as Error).message });
-      }
-    }
-    if (Number.isFinite(earliestNotAfter)) this.stats.serverCertificateNotAfter = earliestNotAfter;
+  // Certificate reload and expiry checks (certificates.ts) see only this slice of the state.
+  private certificates(): CertificateHost {
+    return {
+      tls: this.config.tls,
+      files: this.files,
+      server: this.server,
+      sni: this.sni,
+      log: this.log,
+      stats: this.stats,
+      closeSessions: (match, code) => this.closeSessions(match, code),
+    };
   }
 
   private tlsSummary(socket: Duplex): TlsSummary | null {
@@ -1198,7 +1024,7 @@ class PortcullisGateway implements Gateway, SessionHost {
     return { version: tls.getProtocol(), clientCert: fingerprint };
   }
 
-  private countRejection(code: ErrorCode): void {
+  countRejection(code: ErrorCode): void {
     this.stats.handshakesRejected++;
     this.stats.rejectedByCode[code] = (this.stats.rejectedByCode[code] ?? 0) + 1;
   }
@@ -1207,14 +1033,6 @@ class PortcullisGateway implements Gateway, SessionHost {
     this.auditLog.info(event);
   }
 }
-
-/** The server-side publishing endpoint for backends, and the largest body it reads. */
-export const PUBLISH_PATH = '/.portcullis/publish';
-const PUBLISH_MAX_BYTES = 1_048_576;
-
-/** The ticket endpoint, and the custom header that makes a cross-site request need a preflight. */
-export const TICKET_PATH = '/.portcullis/ticket';
-export const TICKET_HEADER = 'x-portcullis-ticket';
 
 // Failures that spend the per-IP authentication budget: wrong or missing credentials, not outages.
 const PENALISED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -1225,47 +1043,6 @@ const PENALISED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 ]);
 // How long a revocation is remembered when the caller gives no TTL: longer than any sane token life.
 const DEFAULT_REVOCATION_MS = 24 * 60 * 60 * 1000;
-
-function readPublishKey(file: string): Buffer {
-  const key = readFileSync(file, 'utf8').trim();
-  if (key.length < 32) throw new ConfigError(['publishApi.keyFile: the key must be at least 32 characters']);
-  // It travels as a bearer token, so it must be something an Authorization header can carry.
-  if (!/^[\x21-\x7e]+$/.test(key)) {
-    throw new ConfigError(['publishApi.keyFile: the key must be printable ASCII without spaces']);
-  }
-  return Buffer.from(key);
-}
-
-// Constant-time comparison of the presented publish key (hash first, so lengths do not leak).
-function sameSecret(presented: string, key: Buffer): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(key).digest();
-  return timingSafeEqual(a, b);
-}
-
-/** Reads a request body up to `max` bytes; undefined when it is larger. */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > max) {
-      resolve(undefined);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 /** The verified client certificate's serial and expiry, or null when none was presented. */
 function verifiedCert(socket: Duplex): { serial: string; notAfter: number } | null {
