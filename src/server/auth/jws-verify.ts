@@ -124,6 +124,9 @@ export async function verifyCompactJws(
 // A header jose would accept without extensions: a plain JSON object with no `crit` and no `b64`
 // (those go through jose's extension rules). Invalid UTF-8 also falls back: jose decodes strictly.
 function parseHeader(encoded: string): (JWTHeaderParameters & Record<string, unknown>) | undefined {
+  // An issuer sends the same few headers (alg, kid, typ) on every token: remember those, bounded.
+  const known = HEADERS.get(encoded);
+  if (known !== undefined) return known;
   const bytes = Buffer.from(encoded, 'base64url');
   let parsed: unknown;
   try {
@@ -134,8 +137,18 @@ function parseHeader(encoded: string): (JWTHeaderParameters & Record<string, unk
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
   if (Object.getPrototypeOf(parsed) !== Object.prototype) return undefined;
   if (Object.hasOwn(parsed, 'crit') || Object.hasOwn(parsed, 'b64')) return undefined;
-  return parsed as JWTHeaderParameters & Record<string, unknown>;
+  const header = Object.freeze(parsed) as JWTHeaderParameters & Record<string, unknown>;
+  if (encoded.length <= MAX_REMEMBERED_HEADER && HEADERS.size < MAX_REMEMBERED_HEADERS) {
+    HEADERS.set(encoded, header);
+  }
+  return header;
 }
+
+// Only headers that passed the checks above are remembered, and only this many: a client sending
+// a new header per token fills the map once and is then parsed each time, as before.
+const HEADERS = new Map<string, JWTHeaderParameters & Record<string, unknown>>();
+const MAX_REMEMBERED_HEADERS = 64;
+const MAX_REMEMBERED_HEADER = 512;
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
