@@ -98,6 +98,26 @@ describe('verifyCompactJws', () => {
     assert.equal(await verifyCompactJws(weak, ALL, () => rsa1024.privateKey), FALLBACK);
   });
 
+  it('gives the same verdicts once its header memory is full, and hands out frozen headers', async () => {
+    const { privateKey, resolve } = await keyPair('ES256');
+    const tokens = await Promise.all(
+      Array.from({ length: 80 }, (_, i) =>
+        new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: `k${i}` }).sign(privateKey),
+      ),
+    );
+    for (const round of [1, 2]) {
+      for (const [i, token] of tokens.entries()) {
+        const verdict = await verifyCompactJws(token, ALL, resolve);
+        assert.ok(verdict !== FALLBACK && verdict !== false, `token ${i}, round ${round}`);
+        assert.equal(verdict.header.kid, `k${i}`);
+        assert.ok(Object.isFrozen(verdict.header));
+        const [h, , sig] = token.split('.');
+        const forged = `${h}.${b64({ ...claims, sub: 'mallory' })}.${sig}`;
+        assert.equal(await verifyCompactJws(forged, ALL, resolve), false);
+      }
+    }
+  });
+
   it('lets the resolver refuse, as through jose', async () => {
     const { privateKey } = await keyPair('ES256');
     const token = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'k' }).sign(privateKey);
