@@ -147,9 +147,8 @@ export class Session implements Ticking {
     this.counters.messagesOut++;
     this.counters.bytesOut += size;
     onSent(this.state, coarseClock.now);
-    // Small messages are batched per iteration; a large one fills TLS records by itself, and holding
-    // it until the check phase only keeps its buffer alive across scavenges (promoted to the old
-    // space, it is freed by mark-compacts alone: a GC storm at 64 KiB messages).
+    // Small messages are batched per iteration; a large one fills TLS records by itself, so it is
+    // written at once rather than holding its buffer until the check phase.
     if (size < BATCH_BELOW_BYTES) corkForTurn(this.socket);
     ws.send(data, { binary: isBinary });
     return true;
