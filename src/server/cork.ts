@@ -6,6 +6,12 @@
 // ws.bufferedAmount, so the send-queue caps bound it. ws corks around each frame itself; corks nest.
 import type { Duplex } from 'node:stream';
 
+/**
+ * Messages below this size wait for the iteration's batch; a larger one fills TLS records (16 KiB
+ * at most) by itself and is written at once rather than held.
+ */
+export const BATCH_BELOW_BYTES = 16_384;
+
 const corked = new Set<Duplex>();
 
 /** Corks `socket` until the check phase of this event-loop iteration (once per socket per iteration). */

@@ -6,7 +6,7 @@ import WebSocket, * as wsModule from 'ws';
 import type { UpstreamConfig } from '../config/schema.js';
 import { clientCloseFor, type UpstreamClose, upstreamCloseFor } from '../core/relay.js';
 import type { ErrorCode } from '../protocol.js';
-import { corkForTurn } from './cork.js';
+import { BATCH_BELOW_BYTES, corkForTurn } from './cork.js';
 import type { Session } from './session.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -24,10 +24,6 @@ if (typeof Sender?.frame !== 'function') throw new Error('ws: Sender.frame is mi
 // chunk, from Node's buffer pool); larger ones are masked in place behind a separate header, so a
 // large message is never copied.
 const MERGE_BELOW = 4_000;
-// Messages below this wait for the event-loop iteration's batch (cork.ts); a larger one fills TLS
-// records and segments by itself, and holding it corked only keeps its buffer alive across
-// scavenges (the same threshold as Session.send).
-const BATCH_BELOW = 16_384;
 
 /**
  * Writes one final data frame to the upstream socket, masked with a fresh key from ws's CSPRNG
@@ -134,7 +130,7 @@ export class Leg {
       this.stalled('UPSTREAM_UNAVAILABLE');
       return;
     }
-    if (data.length < BATCH_BELOW) corkForTurn(socket);
+    if (data.length < BATCH_BELOW_BYTES) corkForTurn(socket);
     writeMasked(socket, data, isBinary);
     if (socket.writableLength <= config.highWaterMarkBytes) return;
     const session = this.session as Session;

@@ -16,7 +16,7 @@ import {
   tick,
 } from '../core/session.js';
 import { ERRORS, type ErrorCode, isSendableCloseCode } from '../protocol.js';
-import { corkForTurn } from './cork.js';
+import { BATCH_BELOW_BYTES, corkForTurn } from './cork.js';
 import { coarseClock, type Ticking } from './ticker.js';
 
 const kSession = Symbol('portcullis.session');
@@ -92,10 +92,6 @@ const WS_ERRORS: Record<string, ErrorCode> = {
   WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 'MESSAGE_TOO_BIG',
   WS_ERR_TOO_MANY_BUFFERED_PARTS: 'TOO_MANY_FRAGMENTS',
 };
-
-// A message this large is written at once instead of waiting for the iteration's batch: one TLS
-// record holds at most 16 KiB, so batching gains nothing from here on.
-const BATCH_BELOW_BYTES = 16_384;
 
 // Messages held while a throttled connection waits for tokens: bounded, because a paused socket
 // stops delivering new chunks, but ws may still emit what one chunk already held.
