@@ -367,7 +367,8 @@ class PortcullisGateway implements Gateway, SessionHost, TicketHost<CompiledRout
   async reload(config?: Config | ConfigInput): Promise<void> {
     if (config) {
       const next = parseConfig(config);
-      const unchangeable = ['listen', 'tls', 'engine'] as const;
+      // The logger and its destination are made once, at construction: log.* needs a restart too.
+      const unchangeable = ['listen', 'tls', 'engine', 'log'] as const;
       for (const key of unchangeable) {
         if (JSON.stringify(next[key]) !== JSON.stringify(this.config[key])) {
           this.log.warn({ event: 'reload', key }, `${key} changes need a restart; keeping the running value`);
@@ -378,6 +379,7 @@ class PortcullisGateway implements Gateway, SessionHost, TicketHost<CompiledRout
         listen: this.config.listen,
         tls: this.config.tls,
         engine: this.config.engine,
+        log: this.config.log,
       });
       const old = this.routes;
       this.compile(merged);

@@ -280,4 +280,14 @@ describe('listen, address and reload', () => {
     assert.equal((JSON.parse(res.body) as { code: string }).code, 'ROUTE_NOT_FOUND');
     assert.equal(gw.gateway.connectionCount(), 2);
   });
+
+  it('reload() keeps the running log settings and names the key that needs a restart', async () => {
+    const gw = await start();
+    const running = gw.gateway.config.log;
+    await gw.gateway.reload({ ...gw.gateway.config, log: { ...running, bufferBytes: 0, level: 'debug' } });
+    assert.deepEqual(gw.gateway.config.log, running);
+    assert.ok(gw.logs.some((l) => l.event === 'reload' && l.key === 'log' && l.level === 'warn'));
+    assert.ok(!gw.logs.some((l) => l.event === 'reload' && l.key === 'listen'));
+    await canary(gw);
+  });
 });
