@@ -29,27 +29,32 @@ interface AlgorithmSpec {
   readonly digest: string | null;
   readonly keyType: string;
   readonly curve?: string;
-  readonly padding?: number;
-  readonly saltLength?: number;
-  readonly dsaEncoding?: 'ieee-p1363';
+  /** What crypto.verify takes besides the key: signature encoding and RSA padding. */
+  readonly options: {
+    readonly dsaEncoding?: 'ieee-p1363';
+    readonly padding?: number;
+    readonly saltLength?: number;
+  };
 }
 
 // node:crypto constants, inlined so this file needs no `constants` import at each call.
 const RSA_PKCS1_PADDING = 1;
 const RSA_PKCS1_PSS_PADDING = 6;
+const P1363 = { dsaEncoding: 'ieee-p1363' } as const;
+const PKCS1 = { padding: RSA_PKCS1_PADDING };
 
 const SPECS: Readonly<Record<string, AlgorithmSpec>> = {
-  ES256: { digest: 'sha256', keyType: 'ec', curve: 'prime256v1', dsaEncoding: 'ieee-p1363' },
-  ES384: { digest: 'sha384', keyType: 'ec', curve: 'secp384r1', dsaEncoding: 'ieee-p1363' },
-  ES512: { digest: 'sha512', keyType: 'ec', curve: 'secp521r1', dsaEncoding: 'ieee-p1363' },
-  RS256: { digest: 'sha256', keyType: 'rsa', padding: RSA_PKCS1_PADDING },
-  RS384: { digest: 'sha384', keyType: 'rsa', padding: RSA_PKCS1_PADDING },
-  RS512: { digest: 'sha512', keyType: 'rsa', padding: RSA_PKCS1_PADDING },
-  PS256: { digest: 'sha256', keyType: 'rsa', padding: RSA_PKCS1_PSS_PADDING, saltLength: 32 },
-  PS384: { digest: 'sha384', keyType: 'rsa', padding: RSA_PKCS1_PSS_PADDING, saltLength: 48 },
-  PS512: { digest: 'sha512', keyType: 'rsa', padding: RSA_PKCS1_PSS_PADDING, saltLength: 64 },
-  EdDSA: { digest: null, keyType: 'ed25519' },
-  Ed25519: { digest: null, keyType: 'ed25519' },
+  ES256: { digest: 'sha256', keyType: 'ec', curve: 'prime256v1', options: P1363 },
+  ES384: { digest: 'sha384', keyType: 'ec', curve: 'secp384r1', options: P1363 },
+  ES512: { digest: 'sha512', keyType: 'ec', curve: 'secp521r1', options: P1363 },
+  RS256: { digest: 'sha256', keyType: 'rsa', options: PKCS1 },
+  RS384: { digest: 'sha384', keyType: 'rsa', options: PKCS1 },
+  RS512: { digest: 'sha512', keyType: 'rsa', options: PKCS1 },
+  PS256: { digest: 'sha256', keyType: 'rsa', options: { padding: RSA_PKCS1_PSS_PADDING, saltLength: 32 } },
+  PS384: { digest: 'sha384', keyType: 'rsa', options: { padding: RSA_PKCS1_PSS_PADDING, saltLength: 48 } },
+  PS512: { digest: 'sha512', keyType: 'rsa', options: { padding: RSA_PKCS1_PSS_PADDING, saltLength: 64 } },
+  EdDSA: { digest: null, keyType: 'ed25519', options: {} },
+  Ed25519: { digest: null, keyType: 'ed25519', options: {} },
 };
 
 // jose refuses RSA keys under this size for RS*/PS* (checkModulusLength).
@@ -104,17 +109,7 @@ export async function verifyCompactJws(
   const signature = Buffer.from(encodedSignature, 'base64url');
   let ok: boolean;
   try {
-    ok = verify(
-      spec.digest,
-      signingInput,
-      {
-        key,
-        ...(spec.dsaEncoding === undefined ? {} : { dsaEncoding: spec.dsaEncoding }),
-        ...(spec.padding === undefined ? {} : { padding: spec.padding }),
-        ...(spec.saltLength === undefined ? {} : { saltLength: spec.saltLength }),
-      },
-      signature,
-    );
+    ok = verify(spec.digest, signingInput, { key, ...spec.options }, signature);
   } catch {
     return FALLBACK;
   }
